@@ -1,0 +1,501 @@
+//! The dispatcher and the directory: they turn the durable log into ordered
+//! messages for family actors.
+//!
+//! The dispatcher is the only reader of the log. It reads a batch, routes every
+//! entry to its family (citizen events through the citizen index; facts of a
+//! citizen in no family go to the orphan store directly), groups the batch by
+//! family so that each actor gets one message per batch, waits for all of them,
+//! then moves the applied watermark. Order per family is log order. A member's
+//! removal is a barrier: everything before it is applied before the citizen's
+//! next facts go to the orphan store.
+//!
+//! The directory activates a family actor on demand from sled, spreads actors
+//! over one arbiter per core, and passivates the idle and the least recently used
+//! above a cap. A dead actor (its handler panicked) is removed and re-activated
+//! from sled; an input that panics every time is set aside in the quarantine tree
+//! after [`DispatcherConfig::poison_tries_max`] tries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::stream::{self, StreamExt};
+use storage::event::{EventData, LogEntry, Subject};
+use storage::ids::FamilyId;
+use storage::record::CitizenFacts;
+use storage::store::QuarantineRecord;
+use storage::{Store, StoreError};
+use tokio::sync::{watch, Notify};
+
+use crate::apply;
+use crate::family::{Apply, FamilyActor, FamilyEnvironment, FamilyError, FamilyInput};
+use crate::metrics::Metrics;
+
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// Log entries read and dispatched per batch.
+    pub batch_entries_max: usize,
+    /// Family actors alive at once; above it the least recently used are passivated.
+    pub active_families_max: usize,
+    /// A family with no message for this long is passivated.
+    pub idle_after: Duration,
+    /// Family messages in flight at once within a batch.
+    pub concurrency: usize,
+    /// Tries of an input that kills its actor before it is set aside.
+    pub poison_tries_max: u32,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            batch_entries_max: 2048,
+            active_families_max: 100_000,
+            idle_after: Duration::from_secs(300),
+            concurrency: 256,
+            poison_tries_max: 3,
+        }
+    }
+}
+
+struct Slot {
+    address: Addr<FamilyActor>,
+    last_used: u64,
+}
+
+#[derive(Default)]
+struct DirectoryInner {
+    actors: HashMap<FamilyId, Slot>,
+    /// last_used tick → family, oldest first.
+    recency: BTreeMap<u64, FamilyId>,
+    tick: u64,
+    passivated: u64,
+}
+
+/// Who is active, and where.
+pub struct Directory {
+    inner: Mutex<DirectoryInner>,
+    arbiters: Vec<ArbiterHandle>,
+    environment: Arc<FamilyEnvironment>,
+    active_families_max: usize,
+}
+
+fn arbiter_index(family_id: &FamilyId, count: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in family_id.as_str().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    usize::try_from(hash % count as u64).expect("index below count")
+}
+
+impl Directory {
+    pub fn new(
+        arbiters: Vec<ArbiterHandle>,
+        environment: Arc<FamilyEnvironment>,
+        active_families_max: usize,
+    ) -> Directory {
+        assert!(!arbiters.is_empty(), "at least one arbiter");
+        Directory {
+            inner: Mutex::new(DirectoryInner::default()),
+            arbiters,
+            environment,
+            active_families_max: active_families_max.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, DirectoryInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The family's actor, activated from sled if it is not running.
+    pub fn activate(&self, family_id: &FamilyId) -> Result<Addr<FamilyActor>, StoreError> {
+        {
+            let mut inner = self.lock();
+            inner.tick += 1;
+            let tick = inner.tick;
+            if let Some(slot) = inner.actors.get_mut(family_id) {
+                if slot.address.connected() {
+                    let old = std::mem::replace(&mut slot.last_used, tick);
+                    let address = slot.address.clone();
+                    inner.recency.remove(&old);
+                    inner.recency.insert(tick, family_id.clone());
+                    return Ok(address);
+                }
+            }
+        }
+        let record = self.environment.store.family(family_id)?;
+        let environment = self.environment.clone();
+        let id = family_id.clone();
+        let arbiter = &self.arbiters[arbiter_index(family_id, self.arbiters.len())];
+        let address = FamilyActor::start_in_arbiter(arbiter, move |_| {
+            FamilyActor::new(id, record, environment)
+        });
+        let mut inner = self.lock();
+        inner.tick += 1;
+        let tick = inner.tick;
+        if let Some(old) = inner.actors.insert(
+            family_id.clone(),
+            Slot {
+                address: address.clone(),
+                last_used: tick,
+            },
+        ) {
+            inner.recency.remove(&old.last_used);
+        }
+        inner.recency.insert(tick, family_id.clone());
+        while inner.actors.len() > self.active_families_max {
+            let Some((_, oldest)) = inner.recency.pop_first() else {
+                break;
+            };
+            // Dropping the last address stops the actor once its mailbox is
+            // empty; its state is already in sled.
+            inner.actors.remove(&oldest);
+            inner.passivated += 1;
+        }
+        Ok(address)
+    }
+
+    /// The actor if it is running; never activates.
+    pub fn active(&self, family_id: &FamilyId) -> Option<Addr<FamilyActor>> {
+        self.lock()
+            .actors
+            .get(family_id)
+            .filter(|slot| slot.address.connected())
+            .map(|slot| slot.address.clone())
+    }
+
+    /// Forgets a dead actor so that the next message re-activates it from sled.
+    pub fn forget(&self, family_id: &FamilyId) {
+        let mut inner = self.lock();
+        if let Some(slot) = inner.actors.remove(family_id) {
+            inner.recency.remove(&slot.last_used);
+        }
+    }
+
+    /// Passivates the families not used in the last `keep_ticks` activations.
+    fn passivate_older_than(&self, tick: u64) {
+        let mut inner = self.lock();
+        let stale: Vec<(u64, FamilyId)> = inner
+            .recency
+            .range(..tick)
+            .map(|(tick, id)| (*tick, id.clone()))
+            .collect();
+        for (tick, id) in stale {
+            inner.recency.remove(&tick);
+            inner.actors.remove(&id);
+            inner.passivated += 1;
+        }
+    }
+
+    fn current_tick(&self) -> u64 {
+        self.lock().tick
+    }
+
+    pub fn active_count(&self) -> usize {
+        self.lock().actors.len()
+    }
+
+    pub fn passivated_count(&self) -> u64 {
+        self.lock().passivated
+    }
+}
+
+/// Groups a batch by family, keeping first-seen order and log order within.
+#[derive(Default)]
+struct Groups {
+    order: Vec<FamilyId>,
+    inputs: HashMap<FamilyId, Vec<(u64, FamilyInput)>>,
+}
+
+impl Groups {
+    fn push(&mut self, family_id: FamilyId, seq: u64, input: FamilyInput) {
+        let inputs = self.inputs.entry(family_id.clone()).or_insert_with(|| {
+            self.order.push(family_id);
+            Vec::new()
+        });
+        inputs.push((seq, input));
+    }
+
+    fn take(&mut self) -> Vec<(FamilyId, Vec<(u64, FamilyInput)>)> {
+        let mut inputs = std::mem::take(&mut self.inputs);
+        std::mem::take(&mut self.order)
+            .into_iter()
+            .filter_map(|id| inputs.remove(&id).map(|group| (id, group)))
+            .collect()
+    }
+}
+
+pub struct Dispatcher {
+    store: Arc<Store>,
+    directory: Arc<Directory>,
+    metrics: Arc<Metrics>,
+    config: DispatcherConfig,
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<Store>,
+        directory: Arc<Directory>,
+        metrics: Arc<Metrics>,
+        config: DispatcherConfig,
+        wake: Arc<Notify>,
+    ) -> Dispatcher {
+        Dispatcher {
+            store,
+            directory,
+            metrics,
+            config,
+            wake,
+        }
+    }
+
+    /// Runs until `shutdown` turns true and the log is drained as far as it was.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut last_idle_check = Instant::now();
+        let mut idle_mark = self.directory.current_tick();
+        loop {
+            let stopping = *shutdown.borrow();
+            match self.step().await {
+                Ok(0) => {
+                    if stopping {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = shutdown.changed() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(%error, "dispatcher could not read or write the store; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            if last_idle_check.elapsed() >= self.config.idle_after {
+                self.directory.passivate_older_than(idle_mark);
+                idle_mark = self.directory.current_tick();
+                last_idle_check = Instant::now();
+            }
+            self.metrics.set(
+                "dfm_families_active",
+                &[],
+                i64::try_from(self.directory.active_count()).unwrap_or(i64::MAX),
+            );
+            self.metrics.set(
+                "dfm_families_passivated_total",
+                &[],
+                i64::try_from(self.directory.passivated_count()).unwrap_or(i64::MAX),
+            );
+        }
+        tracing::info!("dispatcher drained and stopped");
+    }
+
+    /// Dispatches one batch; returns how many log entries it consumed.
+    pub async fn step(&self) -> Result<usize, StoreError> {
+        let applied = self.store.applied_through()?;
+        let entries = self
+            .store
+            .read_log(applied, self.config.batch_entries_max)?;
+        let Some(&(last, _)) = entries.last() else {
+            self.metrics.set("dfm_log_backlog", &[], 0);
+            return Ok(0);
+        };
+        let started = Instant::now();
+        let count = entries.len();
+        let mut groups = Groups::default();
+        for (seq, entry) in entries {
+            self.route(seq, entry, &mut groups).await?;
+        }
+        self.deliver(&mut groups).await;
+        self.store.set_applied_through(last)?;
+        self.metrics
+            .add("dfm_log_entries_applied_total", &[], count as u64);
+        self.metrics
+            .observe("dfm_dispatch_batch_seconds", &[], started.elapsed());
+        let backlog = self.store.last_seq().saturating_sub(last);
+        self.metrics.set(
+            "dfm_log_backlog",
+            &[],
+            i64::try_from(backlog).unwrap_or(i64::MAX),
+        );
+        Ok(count)
+    }
+
+    async fn route(
+        &self,
+        seq: u64,
+        entry: LogEntry,
+        groups: &mut Groups,
+    ) -> Result<(), StoreError> {
+        let (agency, event) = match entry {
+            LogEntry::Feed { agency, event } => (agency, event),
+            other => {
+                let family_id = other
+                    .family_id()
+                    .expect("internal entries name their family")
+                    .clone();
+                groups.push(family_id, seq, FamilyInput::Internal(other));
+                return Ok(());
+            }
+        };
+        let _ = agency;
+        match &event.data {
+            EventData::MemberAdded {
+                family_id,
+                iin,
+                role,
+            } => {
+                let current = self.store.family_of(iin)?;
+                if let Some(previous) = current.as_ref().filter(|g| *g != family_id) {
+                    // Moving: the old family lets go first, writing the facts to
+                    // the orphan store, from where the new family takes them.
+                    groups.push(previous.clone(), seq, FamilyInput::Detach { iin: *iin });
+                    self.deliver(groups).await;
+                }
+                if current.as_ref() != Some(family_id) {
+                    self.store.set_family_of(iin, Some(family_id))?;
+                }
+                let orphan = self.store.orphan(iin)?;
+                groups.push(
+                    family_id.clone(),
+                    seq,
+                    FamilyInput::Attach {
+                        iin: *iin,
+                        role: *role,
+                        orphan,
+                    },
+                );
+            }
+            EventData::MemberRemoved { family_id, iin } => {
+                if self.store.family_of(iin)?.as_ref() == Some(family_id) {
+                    groups.push(family_id.clone(), seq, FamilyInput::Detach { iin: *iin });
+                    self.deliver(groups).await;
+                    self.store.set_family_of(iin, None)?;
+                } else {
+                    self.metrics.inc("dfm_inputs_ignored_total", &[]);
+                }
+            }
+            _ => match event.data.subject() {
+                Subject::Family(family_id) => {
+                    let family_id = family_id.clone();
+                    groups.push(family_id, seq, FamilyInput::Feed(event));
+                }
+                Subject::Citizen(iin) => match self.store.family_of(iin)? {
+                    Some(family_id) => groups.push(family_id, seq, FamilyInput::Feed(event)),
+                    None => {
+                        let mut facts = self
+                            .store
+                            .orphan(iin)?
+                            .unwrap_or_else(|| CitizenFacts::new(*iin));
+                        if facts.applied_seq < seq {
+                            if apply::apply_to_citizen(&mut facts, &event).is_err() {
+                                self.metrics.inc("dfm_inputs_ignored_total", &[]);
+                            }
+                            facts.applied_seq = seq;
+                            self.store.put_orphan(&facts)?;
+                        }
+                    }
+                },
+            },
+        }
+        Ok(())
+    }
+
+    /// Sends every pending group to its actor and waits for all of them.
+    async fn deliver(&self, groups: &mut Groups) {
+        let batch = groups.take();
+        if batch.is_empty() {
+            return;
+        }
+        let failed: Vec<(FamilyId, Vec<(u64, FamilyInput)>)> = stream::iter(batch)
+            .map(|(family_id, inputs)| async move {
+                match self.send(&family_id, inputs.clone()).await {
+                    Ok(()) => None,
+                    Err(_) => Some((family_id, inputs)),
+                }
+            })
+            .buffer_unordered(self.config.concurrency.max(1))
+            .filter_map(|failed| async move { failed })
+            .collect()
+            .await;
+        for (family_id, inputs) in failed {
+            self.retry_one_by_one(&family_id, inputs).await;
+        }
+    }
+
+    async fn send(
+        &self,
+        family_id: &FamilyId,
+        inputs: Vec<(u64, FamilyInput)>,
+    ) -> Result<(), FamilyError> {
+        loop {
+            let address = match self.directory.activate(family_id) {
+                Ok(address) => address,
+                Err(error) => {
+                    tracing::error!(%family_id, %error, "could not activate the family; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            match address
+                .send(Apply {
+                    inputs: inputs.clone(),
+                })
+                .await
+            {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(FamilyError::Store(reason))) => {
+                    // The disk, not the input: wait and try again, never drop it.
+                    tracing::error!(%family_id, %reason, "family could not be written; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Ok(Err(error)) => {
+                    self.directory.forget(family_id);
+                    return Err(error);
+                }
+                Err(_closed) => {
+                    self.directory.forget(family_id);
+                    return Err(FamilyError::Panicked(
+                        "the actor's mailbox closed".to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// After a failure, applies the inputs one at a time so that a poison input
+    /// is found and set aside while the others go through.
+    async fn retry_one_by_one(&self, family_id: &FamilyId, inputs: Vec<(u64, FamilyInput)>) {
+        self.metrics.inc("dfm_family_restarts_total", &[]);
+        for (seq, input) in inputs {
+            let mut tries = 1;
+            loop {
+                match self.send(family_id, vec![(seq, input.clone())]).await {
+                    Ok(()) => break,
+                    Err(error) if tries < self.config.poison_tries_max => {
+                        tries += 1;
+                        self.metrics.inc("dfm_family_restarts_total", &[]);
+                        tracing::warn!(%family_id, seq, %error, tries, "retrying an input after a failure");
+                    }
+                    Err(error) => {
+                        tracing::error!(%family_id, seq, %error, "input set aside after repeated failures");
+                        self.metrics.inc("dfm_inputs_quarantined_total", &[]);
+                        let record = QuarantineRecord {
+                            seq,
+                            family_id: family_id.clone(),
+                            reason: error.to_string(),
+                            at: self.directory.environment.clock.now(),
+                        };
+                        if let Err(error) = self.store.quarantine(&record) {
+                            tracing::error!(%error, "could not record the quarantined input");
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,741 @@
+//! The admin port: operators, viewers and auditors by bearer token.
+//!
+//! `viewer` sees aggregates and family lists with IINs masked, never one family's
+//! or citizen's record; `operator` sees and acts on families; `auditor` reads the
+//! audit log. Every read of a person's data and every action is appended to the
+//! audit log before the answer is sent. Actions travel through the feed log like
+//! any other input, so they are ordered with the family's other inputs and
+//! survive a crash.
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use storage::event::{LogEntry, OperatorAction};
+use storage::ids::{FamilyId, Iin, Month, Region};
+use storage::record::{EntitlementState, FamilyRecord, Level, ReviewVerdict};
+use storage::store::{counter, AuditEntry};
+
+use super::{bearer, same_secret, ApiError};
+use crate::config::{Operator, Role};
+use crate::service::AppState;
+
+/// Most families in one page of the list.
+pub const PAGE_LIMIT_MAX: usize = 500;
+/// Most family records one list request examines before it returns a cursor,
+/// so that a rare filter cannot turn one request into a full scan.
+pub const LIST_SCAN_MAX: usize = 20_000;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route(
+            "/healthz",
+            web::get().to(|| async { HttpResponse::Ok().body("ok") }),
+        )
+        .route("/", web::get().to(dashboard))
+        .route("/map.svg", web::get().to(map_svg))
+        .route("/metrics", web::get().to(metrics))
+        .route("/v1/stats", web::get().to(stats))
+        .route("/v1/families", web::get().to(list_families))
+        .route("/v1/families/{family_id}", web::get().to(family))
+        .route(
+            "/v1/families/{family_id}/reevaluate",
+            web::post().to(reevaluate),
+        )
+        .route("/v1/families/{family_id}/review", web::post().to(review))
+        .route(
+            "/v1/families/{family_id}/entitlements/{entitlement_id}/reoffer",
+            web::post().to(reoffer),
+        )
+        .route("/v1/citizens/{iin}", web::get().to(citizen))
+        .route("/v1/cycles/{month}/run", web::post().to(run_cycle))
+        .route("/v1/audit", web::get().to(audit_log))
+        .route("/v1/quarantine", web::get().to(quarantine));
+}
+
+fn authorize<'a>(
+    state: &'a AppState,
+    request: &HttpRequest,
+    allowed: &[Role],
+) -> Result<&'a Operator, ApiError> {
+    let token = bearer(request).ok_or(ApiError::Unauthorized)?;
+    let operator = state
+        .config
+        .operators
+        .iter()
+        .find(|operator| same_secret(token, &operator.token))
+        .ok_or(ApiError::Unauthorized)?;
+    if !allowed.contains(&operator.role) {
+        return Err(ApiError::Forbidden(format!(
+            "role {} may not do this",
+            operator.role.as_str()
+        )));
+    }
+    Ok(operator)
+}
+
+fn audit(
+    state: &AppState,
+    operator: &Operator,
+    request: &HttpRequest,
+    action: &str,
+    target: String,
+) -> Result<(), ApiError> {
+    let entry = AuditEntry {
+        at: state.clock.now(),
+        operator: operator.name.clone(),
+        role: operator.role.as_str().to_owned(),
+        remote_addr: request
+            .peer_addr()
+            .map_or_else(|| "unknown".to_owned(), |addr| addr.ip().to_string()),
+        action: action.to_owned(),
+        target,
+    };
+    state.store.audit(&entry).map_err(ApiError::internal)?;
+    Ok(())
+}
+
+async fn dashboard() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(crate::dashboard::PAGE)
+}
+
+async fn map_svg() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .body(crate::dashboard::MAP_SVG)
+}
+
+async fn metrics(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    authorize(
+        &state,
+        &request,
+        &[Role::Viewer, Role::Operator, Role::Auditor],
+    )?;
+    state.metrics.set(
+        "dfm_timers_pending",
+        &[],
+        i64::try_from(state.store.timer_count()).unwrap_or(i64::MAX),
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render()))
+}
+
+fn stats_json(counters: &BTreeMap<String, i64>) -> Value {
+    let get = |name: &str| counters.get(name).copied().unwrap_or(0);
+    let mut by_level = serde_json::Map::new();
+    for level in Level::ALL {
+        by_level.insert(
+            level.as_str().to_owned(),
+            json!(get(&counter::level(level))),
+        );
+    }
+    let mut by_region = serde_json::Map::new();
+    for region in Region::ALL {
+        let mut levels = serde_json::Map::new();
+        for level in Level::ALL {
+            levels.insert(
+                level.as_str().to_owned(),
+                json!(get(&counter::region_level(Some(region), level))),
+            );
+        }
+        by_region.insert(region.code().to_owned(), Value::Object(levels));
+    }
+    let mut entitlements = serde_json::Map::new();
+    for state in EntitlementState::ALL {
+        entitlements.insert(
+            state.as_str().to_owned(),
+            json!(get(&counter::state(state))),
+        );
+    }
+    let mut paid_by_program = serde_json::Map::new();
+    for (name, value) in counters.range("paid_tiyn:".to_owned()..) {
+        let Some(program) = name.strip_prefix("paid_tiyn:") else {
+            break;
+        };
+        paid_by_program.insert(program.to_owned(), json!(money_text(*value)));
+    }
+    json!({
+        "families": get(counter::FAMILIES),
+        "citizens": get(counter::CITIZENS),
+        "by_level": by_level,
+        "by_region": by_region,
+        "entitlements": entitlements,
+        "paid_total": money_text(get(counter::PAID_TOTAL_TIYN)),
+        "payments_succeeded": get(counter::PAYMENTS_SUCCEEDED),
+        "paid_by_program": paid_by_program,
+        "reviews": {
+            "verified": get(&counter::review(ReviewVerdict::Verified)),
+            "disputed": get(&counter::review(ReviewVerdict::Disputed)),
+        },
+    })
+}
+
+fn money_text(tiyn: i64) -> String {
+    storage::money::Money::from_tiyn(u64::try_from(tiyn).unwrap_or(0)).to_string()
+}
+
+async fn stats(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    authorize(
+        &state,
+        &request,
+        &[Role::Viewer, Role::Operator, Role::Auditor],
+    )?;
+    let counters = state.store.stats().map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(stats_json(&counters)))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    region: Option<String>,
+    level: Option<String>,
+    program: Option<String>,
+    state: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+fn head_iin(record: &FamilyRecord) -> Option<Iin> {
+    record
+        .members
+        .iter()
+        .find(|m| m.role == storage::record::Role::Head)
+        .or_else(|| record.members.first())
+        .map(|m| m.facts.iin)
+}
+
+async fn list_families(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let operator = authorize(&state, &request, &[Role::Viewer, Role::Operator])?;
+    let region = match &query.region {
+        Some(code) => Some(
+            code.parse::<Region>()
+                .map_err(|e| ApiError::BadRequest(format!("region: {e}")))?,
+        ),
+        None => None,
+    };
+    let level = match &query.level {
+        Some(text) => Some(
+            Level::parse(text)
+                .ok_or_else(|| ApiError::BadRequest("level must be A-E".to_owned()))?,
+        ),
+        None => None,
+    };
+    let entitlement_state = match &query.state {
+        Some(text) => Some(EntitlementState::parse(text).ok_or_else(|| {
+            ApiError::BadRequest(format!("state {text:?} is not an entitlement state"))
+        })?),
+        None => None,
+    };
+    let limit = query.limit.unwrap_or(50).clamp(1, PAGE_LIMIT_MAX);
+    let masked = operator.role == Role::Viewer;
+    let mut families = Vec::new();
+    let mut last_seen: Option<String> = None;
+    let mut exhausted = true;
+    for (scanned, record) in state
+        .store
+        .families_after(query.cursor.as_deref(), LIST_SCAN_MAX)
+        .enumerate()
+    {
+        let record = record.map_err(ApiError::internal)?;
+        last_seen = Some(record.family_id.to_string());
+        let evaluation = record.evaluation.as_ref();
+        let matches = region.is_none_or(|r| record.address.is_some_and(|a| a.region == r))
+            && level.is_none_or(|l| evaluation.is_some_and(|e| e.level == l))
+            && query.program.as_ref().is_none_or(|code| {
+                evaluation.is_some_and(|e| e.programs.iter().any(|p| &p.code == code && p.eligible))
+            })
+            && entitlement_state.is_none_or(|s| {
+                record.entitlements.iter().any(|e| {
+                    e.state == s && query.program.as_ref().is_none_or(|code| &e.program == code)
+                })
+            });
+        if matches {
+            let head = head_iin(&record).map(|iin| {
+                if masked {
+                    iin.masked()
+                } else {
+                    iin.to_string()
+                }
+            });
+            families.push(json!({
+                "family_id": record.family_id,
+                "region": record.address.map(|a| a.region.code()),
+                "level": evaluation.map(|e| e.level.as_str()),
+                "score": evaluation.map(|e| e.score.to_decimal_string()),
+                "members": record.members.len(),
+                "head_iin": head,
+                "eligible_programs": evaluation.map(|e| e.programs.iter().filter(|p| p.eligible).map(|p| p.code.clone()).collect::<Vec<_>>()),
+                "entitlement_states": record.entitlements.iter().map(|e| json!({"program": e.program, "state": e.state.as_str()})).collect::<Vec<_>>(),
+                "review": record.review.as_ref().map(|r| r.verdict),
+            }));
+        }
+        if families.len() == limit {
+            exhausted = false;
+            break;
+        }
+        if scanned + 1 == LIST_SCAN_MAX {
+            exhausted = false;
+        }
+    }
+    let next_cursor = if exhausted { None } else { last_seen };
+    if !masked && !families.is_empty() {
+        audit(
+            &state,
+            operator,
+            &request,
+            "list_families",
+            format!("{} families from cursor {:?}", families.len(), query.cursor),
+        )?;
+    }
+    Ok(HttpResponse::Ok().json(json!({ "families": families, "next_cursor": next_cursor })))
+}
+
+async fn load_record(
+    state: &AppState,
+    family_id: &FamilyId,
+) -> Result<Option<FamilyRecord>, ApiError> {
+    if let Some(address) = state.directory.active(family_id) {
+        if let Ok(Some(record)) = address.send(actors::family::GetRecord).await {
+            return Ok(Some(record));
+        }
+    }
+    state.store.family(family_id).map_err(ApiError::internal)
+}
+
+fn parse_family_id(text: &str) -> Result<FamilyId, ApiError> {
+    text.parse()
+        .map_err(|e| ApiError::BadRequest(format!("family_id: {e}")))
+}
+
+pub fn family_json(
+    record: &FamilyRecord,
+    today: chrono::NaiveDate,
+    quarantined: Vec<u64>,
+) -> Value {
+    let evaluation = record.evaluation.as_ref();
+    let members: Vec<Value> = record
+        .members
+        .iter()
+        .map(|member| {
+            let facts = &member.facts;
+            json!({
+                "iin": facts.iin.to_string(),
+                "role": member.role,
+                "full_name": facts.registration.as_ref().map(|r| r.full_name.clone()),
+                "birth_date": facts.birth_date(),
+                "sex": facts.sex(),
+                "alive": facts.is_alive_on(today),
+                "died_on": facts.died_on,
+                "phone": facts.phone.as_ref().map(|p| p.as_str().to_owned()),
+                "employment": facts.employment.map(|e| e.status),
+                "insured": facts.insured,
+                "disability": facts.disability.map(|d| json!({"group": d.group, "until": d.until})),
+                "education": facts.education.map(|e| json!({"enrolled": e.enrolled, "attainment": e.attainment})),
+                "non_mortgage_debt": facts.non_mortgage_debt,
+                "awards": facts.awards,
+                "has_bank_account": facts.iban.is_some(),
+                "social_wallet": facts.social_wallet,
+                "incomes": facts.incomes.iter().map(|(month, by_source)| (month.to_string(), json!(by_source))).collect::<BTreeMap<_, _>>(),
+            })
+        })
+        .collect();
+    let criteria = evaluation.map(|e| {
+        e.criteria
+            .iter()
+            .map(|(criterion, value)| {
+                (
+                    criterion.as_str().to_owned(),
+                    json!(value.to_decimal_string()),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+    });
+    let explanation: Vec<Value> = evaluation
+        .map(|e| {
+            e.deprivations
+                .iter()
+                .map(|d| {
+                    json!({
+                        "criterion": d.criterion.as_str(),
+                        "indicator": d.indicator,
+                        "weight": d.weight.to_decimal_string(),
+                        "facts": d.facts,
+                        "rules_version": e.rules_version,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let programs: Vec<Value> = evaluation
+        .map(|e| {
+            e.programs
+                .iter()
+                .map(|p| {
+                    json!({
+                        "code": p.code,
+                        "eligible": p.eligible,
+                        "reasons": p.reasons,
+                        "recipient_iin": p.award.as_ref().map(|a| a.recipient.to_string()),
+                        "amount": p.award.as_ref().map(|a| a.amount),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let entitlements: Vec<Value> = record
+        .entitlements
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "program": e.program,
+                "state": e.state.as_str(),
+                "recipient_iin": e.recipient.to_string(),
+                "amount": e.amount,
+                "next_amount": e.next_amount.map(|(from, amount)| json!({"from": from.to_string(), "amount": amount})),
+                "one_off": e.one_off,
+                "code": format!("{:04}", e.code),
+                "payout": e.payout,
+                "reason": e.reason,
+                "offered_at": e.offered_at,
+                "answered_at": e.answered_at,
+                "payments": e.payments.iter().map(|p| json!({
+                    "period": p.period.to_string(),
+                    "reference_id": p.reference_id,
+                    "status": p.status.as_str(),
+                    "amount": p.amount,
+                    "status_reason": p.status_reason,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "family_id": record.family_id,
+        "region": record.address.map(|a| a.region.code()),
+        "locality": record.address.map(|a| a.locality),
+        "members": members,
+        "level": evaluation.map(|e| e.level.as_str()),
+        "score": evaluation.map(|e| e.score.to_decimal_string()),
+        "criteria": criteria,
+        "rules_version": evaluation.map(|e| e.rules_version.clone()),
+        "evaluated_at": evaluation.map(|e| e.evaluated_at),
+        "explanation": explanation,
+        "programs": programs,
+        "entitlements": entitlements,
+        "housing": record.housing.as_ref().map(|h| json!({
+            "tenure": h.tenure,
+            "area_m2": format!("{}.{}", h.area_decimetres / 10, h.area_decimetres % 10),
+            "utilities": h.utilities,
+        })),
+        "social_contract": record.social_contract,
+        "history": record.history.iter().map(|h| json!({"at": h.at, "what": h.what})).collect::<Vec<_>>(),
+        "review": record.review.as_ref().map(|r| json!({"verdict": r.verdict, "by": r.by, "at": r.at, "note": r.note})),
+        "quarantined_inputs": quarantined,
+    })
+}
+
+async fn family(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    family_id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let operator = authorize(&state, &request, &[Role::Operator])?;
+    let family_id = parse_family_id(&family_id)?;
+    audit(
+        &state,
+        operator,
+        &request,
+        "read_family",
+        family_id.to_string(),
+    )?;
+    let record = load_record(&state, &family_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no family {family_id}")))?;
+    let quarantined = state
+        .store
+        .quarantined()
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .filter(|q| q.family_id == family_id)
+        .map(|q| q.seq)
+        .collect();
+    Ok(HttpResponse::Ok().json(family_json(
+        &record,
+        state.clock.now().date_naive(),
+        quarantined,
+    )))
+}
+
+async fn citizen(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    iin: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let operator = authorize(&state, &request, &[Role::Operator])?;
+    let iin: Iin = iin
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("iin: {e}")))?;
+    audit(&state, operator, &request, "read_citizen", iin.masked())?;
+    let today = state.clock.now().date_naive();
+    if let Some(family_id) = state.store.family_of(&iin).map_err(ApiError::internal)? {
+        if let Some(record) = load_record(&state, &family_id).await? {
+            if let Some(member) = record.member(&iin) {
+                let family = family_json(&record, today, Vec::new());
+                let member_json = family["members"]
+                    .as_array()
+                    .and_then(|members| members.iter().find(|m| m["iin"] == iin.to_string()))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let entitlements: Vec<Value> = family["entitlements"]
+                    .as_array()
+                    .map(|list| {
+                        list.iter()
+                            .filter(|e| e["recipient_iin"] == iin.to_string())
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                return Ok(HttpResponse::Ok().json(json!({
+                    "iin": iin.to_string(),
+                    "family_id": record.family_id,
+                    "role": member.role,
+                    "person": member_json,
+                    "family_level": family["level"],
+                    "entitlements": entitlements,
+                })));
+            }
+        }
+    }
+    match state.store.orphan(&iin).map_err(ApiError::internal)? {
+        Some(facts) => Ok(HttpResponse::Ok().json(json!({
+            "iin": iin.to_string(),
+            "family_id": Value::Null,
+            "full_name": facts.registration.as_ref().map(|r| r.full_name.clone()),
+            "birth_date": facts.birth_date(),
+            "alive": facts.is_alive_on(today),
+            "note": "known facts kept until the citizen joins a family",
+        }))),
+        None => Err(ApiError::NotFound("no such citizen".to_owned())),
+    }
+}
+
+async fn submit_action(
+    state: &AppState,
+    operator: &Operator,
+    family_id: FamilyId,
+    action: OperatorAction,
+) -> Result<u64, ApiError> {
+    if state
+        .store
+        .family(&family_id)
+        .map_err(ApiError::internal)?
+        .is_none()
+    {
+        return Err(ApiError::NotFound(format!("no family {family_id}")));
+    }
+    let seqs = state
+        .inbox
+        .submit(&[LogEntry::Operator {
+            family_id,
+            operator: operator.name.clone(),
+            action,
+            at: state.clock.now(),
+        }])
+        .map_err(ApiError::internal)?;
+    state
+        .durability
+        .durable()
+        .await
+        .map_err(|e| ApiError::Busy(e.to_string()))?;
+    Ok(seqs[0])
+}
+
+async fn reevaluate(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    family_id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let operator = authorize(&state, &request, &[Role::Operator])?;
+    let family_id = parse_family_id(&family_id)?;
+    audit(
+        &state,
+        operator,
+        &request,
+        "reevaluate",
+        family_id.to_string(),
+    )?;
+    let seq = submit_action(&state, operator, family_id, OperatorAction::Reevaluate).await?;
+    Ok(HttpResponse::Accepted().json(json!({"status": "queued", "seq": seq})))
+}
+
+#[derive(Deserialize)]
+struct ReviewBody {
+    verdict: ReviewVerdict,
+    #[serde(default)]
+    note: String,
+}
+
+async fn review(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    family_id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let operator = authorize(&state, &request, &[Role::Operator])?;
+    let family_id = parse_family_id(&family_id)?;
+    let body: ReviewBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected {{\"verdict\":\"verified|disputed\",\"note\":\"…\"}}: {e}"
+        ))
+    })?;
+    if body.note.chars().count() > 1000 {
+        return Err(ApiError::BadRequest(
+            "note: at most 1000 characters".to_owned(),
+        ));
+    }
+    audit(
+        &state,
+        operator,
+        &request,
+        "review",
+        format!("{family_id} {:?}", body.verdict).to_lowercase(),
+    )?;
+    let seq = submit_action(
+        &state,
+        operator,
+        family_id,
+        OperatorAction::Review {
+            verdict: body.verdict,
+            note: body.note,
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Accepted().json(json!({"status": "queued", "seq": seq})))
+}
+
+async fn reoffer(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let operator = authorize(&state, &request, &[Role::Operator])?;
+    let (family_id, entitlement_id) = path.into_inner();
+    let family_id = parse_family_id(&family_id)?;
+    let record = state
+        .store
+        .family(&family_id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::NotFound(format!("no family {family_id}")))?;
+    let entitlement = record
+        .entitlements
+        .iter()
+        .find(|e| e.id == entitlement_id)
+        .ok_or_else(|| ApiError::NotFound(format!("no entitlement {entitlement_id}")))?;
+    if !matches!(
+        entitlement.state,
+        EntitlementState::Expired | EntitlementState::NoContact
+    ) {
+        return Err(ApiError::BadRequest(format!(
+            "only expired or no_contact entitlements can be re-offered; this one is {}",
+            entitlement.state.as_str()
+        )));
+    }
+    audit(
+        &state,
+        operator,
+        &request,
+        "reoffer",
+        entitlement_id.clone(),
+    )?;
+    let seq = submit_action(
+        &state,
+        operator,
+        family_id,
+        OperatorAction::Reoffer { entitlement_id },
+    )
+    .await?;
+    Ok(HttpResponse::Accepted().json(json!({"status": "queued", "seq": seq})))
+}
+
+async fn run_cycle(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    month: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let operator = authorize(&state, &request, &[Role::Operator])?;
+    let month: Month = month
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("month: {e}")))?;
+    audit(&state, operator, &request, "run_cycle", month.to_string())?;
+    let reached = actors::timers::run_cycle(&state.inbox, month).map_err(ApiError::internal)?;
+    state
+        .durability
+        .durable()
+        .await
+        .map_err(|e| ApiError::Busy(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(json!({"month": month.to_string(), "families": reached})))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    cursor: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn audit_log(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<AuditQuery>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &request, &[Role::Auditor])?;
+    let limit = query.limit.unwrap_or(100).clamp(1, PAGE_LIMIT_MAX);
+    let entries = state
+        .store
+        .audit_after(query.cursor.unwrap_or(0), limit)
+        .map_err(ApiError::internal)?;
+    let next_cursor = if entries.len() == limit {
+        entries.last().map(|(seq, _)| seq.to_string())
+    } else {
+        None
+    };
+    let entries: Vec<Value> = entries
+        .into_iter()
+        .map(|(seq, entry)| {
+            json!({
+                "seq": seq,
+                "at": entry.at,
+                "operator": entry.operator,
+                "role": entry.role,
+                "remote_addr": entry.remote_addr,
+                "action": entry.action,
+                "target": entry.target,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"entries": entries, "next_cursor": next_cursor})))
+}
+
+async fn quarantine(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &request, &[Role::Operator])?;
+    let records: Vec<Value> = state
+        .store
+        .quarantined()
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|q| json!({"seq": q.seq, "family_id": q.family_id, "reason": q.reason, "at": q.at}))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "quarantined": records })))
+}

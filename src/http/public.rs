@@ -1,0 +1,297 @@
+//! The public port: agency feeds and the SMS gateway's reply callback.
+//!
+//! Both answer only once what they accepted is durable (group commit). A feed
+//! event is validated alone: a bad one is rejected with its line and reason and
+//! the rest of the batch goes on. Nothing is half-applied on 400, 401, 413 or 503.
+
+use std::time::Instant;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use storage::event::{self, LogEntry};
+use storage::ids::Phone;
+use storage::store::SmsOrder;
+
+use super::{bearer, same_secret, ApiError};
+use crate::service::AppState;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/v1/feeds/{agency}/events", web::post().to(feed))
+        .route("/v1/sms/inbound", web::post().to(sms_inbound))
+        .route(
+            "/healthz",
+            web::get().to(|| async { HttpResponse::Ok().body("ok") }),
+        );
+}
+
+#[derive(Serialize)]
+struct Rejected {
+    line: usize,
+    id: Option<String>,
+    error: String,
+}
+
+#[derive(Serialize)]
+struct FeedAnswer {
+    accepted: usize,
+    duplicates: usize,
+    rejected: Vec<Rejected>,
+}
+
+/// Splits a body into JSON values by line (NDJSON) or array element.
+/// `Err` when the body is not NDJSON or JSON at all.
+fn split_body(body: &[u8]) -> Result<Vec<(usize, Result<serde_json::Value, String>)>, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::BadRequest("body is not UTF-8".to_owned()))?;
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Err(ApiError::BadRequest(
+            "empty body: send NDJSON or a JSON array of events".to_owned(),
+        ));
+    }
+    if trimmed.starts_with('[') {
+        let values: Vec<serde_json::Value> = serde_json::from_str(text)
+            .map_err(|e| ApiError::BadRequest(format!("body is not a JSON array: {e}")))?;
+        return Ok(values
+            .into_iter()
+            .enumerate()
+            .map(|(index, value)| (index + 1, Ok(value)))
+            .collect());
+    }
+    let lines: Vec<(usize, Result<serde_json::Value, String>)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(index, line)| {
+            (
+                index + 1,
+                serde_json::from_str(line).map_err(|e| format!("line is not JSON: {e}")),
+            )
+        })
+        .collect();
+    if lines.iter().all(|(_, value)| value.is_err()) {
+        return Err(ApiError::BadRequest(
+            "body is neither NDJSON nor a JSON array".to_owned(),
+        ));
+    }
+    Ok(lines)
+}
+
+async fn feed(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    agency: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let agency_name = agency.into_inner();
+    let agency = state
+        .config
+        .agencies
+        .iter()
+        .find(|a| a.name == agency_name)
+        .filter(|a| bearer(&request).is_some_and(|token| same_secret(token, &a.token)))
+        .ok_or(ApiError::Unauthorized)?;
+    let backlog = state
+        .store
+        .last_seq()
+        .saturating_sub(state.store.applied_through().map_err(ApiError::internal)?);
+    if backlog >= state.config.log_backlog_max {
+        state.metrics.inc("dfm_feed_busy_total", &[]);
+        return Err(ApiError::Busy(format!(
+            "{backlog} accepted events are waiting to be applied; retry shortly"
+        )));
+    }
+    let values = split_body(&body)?;
+    if values.len() > state.config.events_per_request_max {
+        return Err(ApiError::TooLarge(format!(
+            "{} events in one request; at most {}",
+            values.len(),
+            state.config.events_per_request_max
+        )));
+    }
+    let mut rejected = Vec::new();
+    let mut entries = Vec::with_capacity(values.len());
+    let mut types = Vec::with_capacity(values.len());
+    for (line, value) in values {
+        let value = match value {
+            Ok(value) => value,
+            Err(error) => {
+                rejected.push(Rejected {
+                    line,
+                    id: None,
+                    error,
+                });
+                continue;
+            }
+        };
+        let id = event::event_id_of(&value);
+        match event::parse_event(value) {
+            Ok(parsed) => {
+                let type_name = parsed.data.type_name();
+                if !agency.types.contains(type_name) {
+                    rejected.push(Rejected {
+                        line,
+                        id,
+                        error: format!("agency {} may not send {type_name}", agency.name),
+                    });
+                    continue;
+                }
+                types.push(type_name);
+                entries.push(LogEntry::Feed {
+                    agency: agency.name.clone(),
+                    event: parsed,
+                });
+            }
+            Err(error) => rejected.push(Rejected {
+                line,
+                id,
+                error: error.to_string(),
+            }),
+        }
+    }
+    let appended = state
+        .store
+        .append_feed(&agency.name, entries)
+        .map_err(ApiError::internal)?;
+    state
+        .durability
+        .durable()
+        .await
+        .map_err(|e| ApiError::Busy(format!("could not make the events durable: {e}")))?;
+    state.inbox.wake();
+    let duplicates: std::collections::BTreeSet<usize> =
+        appended.duplicates.iter().copied().collect();
+    for (index, type_name) in types.iter().enumerate() {
+        let outcome = if duplicates.contains(&index) {
+            "duplicate"
+        } else {
+            "accepted"
+        };
+        state.metrics.inc(
+            "dfm_events_total",
+            &[
+                ("agency", &agency.name),
+                ("type", type_name),
+                ("outcome", outcome),
+            ],
+        );
+    }
+    if !rejected.is_empty() {
+        state.metrics.add(
+            "dfm_events_total",
+            &[
+                ("agency", &agency.name),
+                ("type", "invalid"),
+                ("outcome", "rejected"),
+            ],
+            rejected.len() as u64,
+        );
+    }
+    state
+        .metrics
+        .observe("dfm_feed_request_seconds", &[], started.elapsed());
+    Ok(HttpResponse::Ok().json(FeedAnswer {
+        accepted: appended.seqs.len(),
+        duplicates: appended.duplicates.len(),
+        rejected,
+    }))
+}
+
+#[derive(Deserialize)]
+struct Inbound {
+    id: String,
+    from: String,
+    text: String,
+    received_at: Option<String>,
+}
+
+async fn sms_inbound(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    if !bearer(&request).is_some_and(|token| same_secret(token, &state.config.sms_callback_token)) {
+        return Err(ApiError::Unauthorized);
+    }
+    let inbound: Inbound = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("not an inbound SMS: {e}")))?;
+    if inbound.id.is_empty() || inbound.id.len() > event::EVENT_ID_LENGTH_MAX {
+        return Err(ApiError::BadRequest(
+            "id must be 1-128 characters".to_owned(),
+        ));
+    }
+    let received_at: DateTime<Utc> = match &inbound.received_at {
+        Some(text) => DateTime::parse_from_rfc3339(text)
+            .map_err(|e| ApiError::BadRequest(format!("received_at is not RFC 3339: {e}")))?
+            .with_timezone(&Utc),
+        None => state.clock.now(),
+    };
+    let phone: Option<Phone> = inbound.from.parse().ok();
+    let reply = actors::reply::parse(&inbound.text);
+    let mut entry = None;
+    let mut outcome = "help";
+    if let (Some(phone), Some(reply)) = (&phone, reply) {
+        let requests = state
+            .store
+            .open_requests(phone)
+            .map_err(ApiError::internal)?;
+        let candidates: Vec<_> = requests
+            .into_iter()
+            .filter(|request| reply.code.is_none_or(|code| code == request.code))
+            .collect();
+        if let [request] = candidates.as_slice() {
+            outcome = "matched";
+            entry = Some(LogEntry::SmsReply {
+                family_id: request.family_id.clone(),
+                entitlement_id: request.entitlement_id.clone(),
+                answer: reply.answer,
+                received_at,
+            });
+        } else if candidates.len() > 1 {
+            outcome = "ambiguous";
+        } else {
+            outcome = "unmatched";
+        }
+    }
+    let help_needed = entry.is_none();
+    let stored = state
+        .store
+        .append_sms_reply(&inbound.id, entry)
+        .map_err(ApiError::internal)?;
+    if stored.is_none() {
+        state
+            .metrics
+            .inc("dfm_sms_inbound_total", &[("outcome", "duplicate")]);
+        return Ok(HttpResponse::Ok().json(serde_json::json!({"status": "duplicate"})));
+    }
+    let mut help = None;
+    if help_needed {
+        if let Some(phone) = phone {
+            let order = SmsOrder {
+                reference: format!("help-{}", inbound.id),
+                to: phone,
+                text: actors::texts::help(),
+                family_id: None,
+                created_at: state.clock.now(),
+            };
+            state.store.put_sms(&order).map_err(ApiError::internal)?;
+            help = Some(order);
+        }
+    }
+    state
+        .durability
+        .durable()
+        .await
+        .map_err(|e| ApiError::Busy(format!("could not store the reply: {e}")))?;
+    state.inbox.wake();
+    state
+        .metrics
+        .inc("dfm_sms_inbound_total", &[("outcome", outcome)]);
+    if let Some(order) = help {
+        let _ = state.notifier.send(actors::notifier::SendSms(order)).await;
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "stored", "outcome": outcome})))
+}

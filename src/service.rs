@@ -1,0 +1,246 @@
+//! Wiring: opens the store, loads the rules, starts the arbiters, the actors,
+//! the dispatcher, the timers and both HTTP ports, and stops them in order.
+//!
+//! Start-up resumes everything in flight from indexes of pending work (the log
+//! after the applied watermark, the SMS and payment outboxes, the timers tree),
+//! never from a scan of all families.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ::actors::backoff::Backoff;
+use ::actors::bank::{self, BankConfig, BankGateway};
+use ::actors::clock::Clock;
+use ::actors::dispatcher::{Directory, Dispatcher, DispatcherConfig};
+use ::actors::durability::GroupCommit;
+use ::actors::entitlement::Settings;
+use ::actors::family::FamilyEnvironment;
+use ::actors::inbox::Inbox;
+use ::actors::metrics::Metrics;
+use ::actors::notifier::{self, Notifier, NotifierConfig};
+use ::actors::rules::Rules;
+use actix::{Addr, Arbiter};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+use storage::Store;
+use tokio::sync::{watch, Notify};
+
+use crate::config::Config;
+use crate::http;
+
+/// What the HTTP handlers share.
+pub struct AppState {
+    pub config: Config,
+    pub store: Arc<Store>,
+    pub durability: GroupCommit,
+    pub inbox: Inbox,
+    pub directory: Arc<Directory>,
+    pub metrics: Arc<Metrics>,
+    pub rules: Arc<RwLock<Arc<Rules>>>,
+    pub clock: Arc<dyn Clock>,
+    pub notifier: Addr<Notifier>,
+}
+
+impl AppState {
+    pub fn rules(&self) -> Arc<Rules> {
+        self.rules.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+pub struct Running {
+    pub public_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub state: web::Data<AppState>,
+    servers: Vec<actix_web::dev::ServerHandle>,
+    shutdown: watch::Sender<bool>,
+    dispatcher: tokio::task::JoinHandle<()>,
+    timers: tokio::task::JoinHandle<()>,
+    arbiters: Vec<Arbiter>,
+}
+
+/// Starts the whole service on the current actix system.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    start_with(config, clock, true).await
+}
+
+/// `outbound = false` keeps SMS and payments in their outboxes (offline load).
+pub async fn start_with(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    outbound: bool,
+) -> anyhow::Result<Running> {
+    let rules = Rules::load(&config.catalogue, config.year)
+        .map_err(|e| anyhow::anyhow!("programs.catalogue: {e}"))?;
+    let store = Arc::new(Store::open(&config.storage_path).with_context(|| {
+        format!(
+            "storage.path: cannot open {}",
+            config.storage_path.display()
+        )
+    })?);
+    start_with_store(config, clock, store, rules, outbound).await
+}
+
+pub async fn start_with_store(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    store: Arc<Store>,
+    rules: Rules,
+    outbound: bool,
+) -> anyhow::Result<Running> {
+    let metrics = Arc::new(Metrics::default());
+    let wake = Arc::new(Notify::new());
+    let inbox = Inbox::new(store.clone(), wake.clone());
+    let durability = GroupCommit::start(store.clone());
+    let backoff = |gateway: &crate::config::GatewayConfig| Backoff {
+        delay_ms_min: gateway.retry_delay_ms_min,
+        delay_ms_max: gateway.retry_delay_ms_max,
+    };
+    let notifier = Notifier::start_with(
+        NotifierConfig {
+            url: config.sms.url.clone(),
+            timeout: config.sms.timeout,
+            concurrency: config.sms.concurrency,
+            mailbox_capacity: 1024,
+            backoff: backoff(&config.sms),
+        },
+        store.clone(),
+        metrics.clone(),
+    );
+    let bank = BankGateway::start_with(
+        BankConfig {
+            url: config.bank.url.clone(),
+            payer_fa: config.payer_fa.clone(),
+            timeout: config.bank.timeout,
+            concurrency: config.bank.concurrency,
+            mailbox_capacity: 1024,
+            backoff: backoff(&config.bank),
+            sender_id: "dfm".to_owned(),
+        },
+        store.clone(),
+        durability.clone(),
+        inbox.clone(),
+        metrics.clone(),
+    );
+    let rules = Arc::new(RwLock::new(Arc::new(rules)));
+    let settings = Settings {
+        reply_window: chrono::Duration::from_std(config.reply_window)
+            .context("consent.reply_window")?,
+        reminder_after: chrono::Duration::from_std(config.reminder_after)
+            .context("consent.reminder_after")?,
+    };
+    let environment = Arc::new(FamilyEnvironment {
+        store: store.clone(),
+        rules: rules.clone(),
+        settings,
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+        notifier: notifier.clone(),
+        bank: bank.clone(),
+        outbound,
+    });
+    let arbiters: Vec<Arbiter> = (0..config.arbiters).map(|_| Arbiter::new()).collect();
+    let directory = Arc::new(Directory::new(
+        arbiters.iter().map(Arbiter::handle).collect(),
+        environment,
+        config.active_families_max,
+    ));
+    let (shutdown, shutdown_receiver) = watch::channel(false);
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        directory.clone(),
+        metrics.clone(),
+        DispatcherConfig {
+            batch_entries_max: config.batch_entries_max,
+            active_families_max: config.active_families_max,
+            idle_after: config.idle_after,
+            concurrency: config.dispatch_concurrency,
+            poison_tries_max: config.poison_tries_max,
+        },
+        wake,
+    );
+    let dispatcher = actix_rt::spawn(dispatcher.run(shutdown_receiver.clone()));
+    let timers = actix_rt::spawn(::actors::timers::run(
+        inbox.clone(),
+        clock.clone(),
+        config.timer_tick,
+        config.cycle_day,
+        shutdown_receiver,
+    ));
+    if outbound {
+        // Resume what was in flight when the process last stopped.
+        notifier.do_send(notifier::ResumeOutbox);
+        bank.do_send(bank::ResumeOutbox);
+    }
+
+    let state = web::Data::new(AppState {
+        config: config.clone(),
+        store,
+        durability,
+        inbox,
+        directory,
+        metrics,
+        rules,
+        clock,
+        notifier,
+    });
+    let public_state = state.clone();
+    let body_limit = config.body_bytes_max;
+    let public = HttpServer::new(move || {
+        App::new()
+            .app_data(public_state.clone())
+            .app_data(web::PayloadConfig::new(body_limit))
+            .configure(http::public::routes)
+    })
+    .workers(config.workers)
+    .disable_signals()
+    .shutdown_timeout(10)
+    .bind(config.public_addr)
+    .with_context(|| format!("server.public_addr: cannot bind {}", config.public_addr))?;
+    let public_addr = public.addrs()[0];
+    let public = public.run();
+    let admin_state = state.clone();
+    let admin = HttpServer::new(move || {
+        App::new()
+            .app_data(admin_state.clone())
+            .app_data(web::PayloadConfig::new(1024 * 1024))
+            .configure(http::admin::routes)
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .bind(config.admin_addr)
+    .with_context(|| format!("server.admin_addr: cannot bind {}", config.admin_addr))?;
+    let admin_addr = admin.addrs()[0];
+    let admin = admin.run();
+    let servers = vec![public.handle(), admin.handle()];
+    actix_rt::spawn(public);
+    actix_rt::spawn(admin);
+    Ok(Running {
+        public_addr,
+        admin_addr,
+        state,
+        servers,
+        shutdown,
+        dispatcher,
+        timers,
+        arbiters,
+    })
+}
+
+impl Running {
+    /// Stops taking work, drains what was accepted, flushes and stops.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        for server in &self.servers {
+            server.stop(true).await;
+        }
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(60), self.dispatcher).await;
+        let _ = self.timers.await;
+        self.state.store.flush().context("flushing the store")?;
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,14 @@
+//! `storage`: dfm's persisted records, identifiers and the sled store.
+//!
+//! This crate owns what is written to disk and the identifiers every layer speaks
+//! in. It imports no actix and knows nothing of HTTP; the `actors` crate decides,
+//! this crate remembers.
+
+pub mod codec;
+pub mod event;
+pub mod ids;
+pub mod money;
+pub mod record;
+pub mod store;
+
+pub use store::{Store, StoreError};

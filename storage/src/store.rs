@@ -1,0 +1,858 @@
+//! The sled store: one tree per kind of record, every value behind the codec's
+//! version byte, and the few multi-tree writes that must be atomic.
+//!
+//! # Durability
+//! sled makes a write durable only when the log is flushed. Nothing here flushes on
+//! its own: callers that promise durability (the feed API before its 200, the bank
+//! gateway before a payment leaves) call [`Store::flush`], and the service's group
+//! commit shares one flush among every writer waiting at that moment. Everything
+//! else (a family's re-evaluated record, indexes) may be lost in a crash and is
+//! rebuilt by replaying the feed log from the applied watermark.
+//!
+//! # Trees
+//! | tree | key | value |
+//! |---|---|---|
+//! | `feed` | `L` + seq (u64 BE) / `D` + agency + `\0` + event id | [`LogEntry`] / seq |
+//! | `families` | family id | [`FamilyRecord`] |
+//! | `orphans` | IIN | [`CitizenFacts`] of a citizen in no family |
+//! | `citizen_family` | IIN | family id (the routing index) |
+//! | `meta` | name | u64 watermarks |
+//! | `sms_outbox` | reference | [`SmsOrder`] |
+//! | `sms_dedup` | inbound message id | seq or 0 |
+//! | `payment_outbox` | reference id | [`PaymentOrder`] |
+//! | `timers` | due (ms, BE) + family + `\0` + entitlement + kind | [`TimerRecord`] |
+//! | `phone_requests` | phone + `\0` + family + `\0` + entitlement | code (u16 BE) |
+//! | `monthly` | family id | () — families with an active monthly benefit |
+//! | `stats` | counter name | i64 (BE) |
+//! | `audit` | seq (u64 BE) | [`AuditEntry`] |
+//! | `quarantine` | seq (u64 BE) | [`QuarantineRecord`] |
+//!
+//! Later trees are added the same way: a constant name, a key layout in this table.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+
+use crate::codec::{decode, encode};
+use crate::event::{LogEntry, TimerKind};
+use crate::ids::{FamilyId, Iin, Phone};
+use crate::money::Money;
+use crate::record::{CitizenFacts, FamilyRecord};
+
+/// Errors of the store. `Corrupt` names the tree and the key whose value could not
+/// be decoded; the caller decides whether to skip it or stop.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt value in tree {tree} at key {key}: {reason}")]
+    Corrupt {
+        tree: &'static str,
+        key: String,
+        reason: String,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// An SMS waiting to be sent; removed once the gateway has taken it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmsOrder {
+    pub reference: String,
+    pub to: Phone,
+    pub text: String,
+    pub family_id: Option<FamilyId>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A payment that has been decided and not yet settled. It is durable before the
+/// first call to the bank and leaves the outbox only when the family has recorded
+/// the bank's final answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentOrder {
+    pub reference_id: String,
+    pub family_id: FamilyId,
+    pub entitlement_id: String,
+    pub payee_fa: String,
+    pub amount: Money,
+    pub purpose: String,
+    pub note: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerRecord {
+    pub due_at: DateTime<Utc>,
+    pub family_id: FamilyId,
+    pub entitlement_id: String,
+    pub kind: TimerKind,
+}
+
+impl TimerRecord {
+    pub fn key(&self) -> Vec<u8> {
+        let due_ms = u64::try_from(self.due_at.timestamp_millis()).unwrap_or(0);
+        let mut key = due_ms.to_be_bytes().to_vec();
+        key.extend_from_slice(self.family_id.as_str().as_bytes());
+        key.push(0);
+        key.extend_from_slice(self.entitlement_id.as_bytes());
+        key.push(0);
+        key.push(match self.kind {
+            TimerKind::Reminder => b'R',
+            TimerKind::Expiry => b'E',
+        });
+        key
+    }
+}
+
+/// One open request in the phone index: which family and entitlement wait for an
+/// answer from this phone, and the code that tells them apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenRequest {
+    pub family_id: FamilyId,
+    pub entitlement_id: String,
+    pub code: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub operator: String,
+    pub role: String,
+    pub remote_addr: String,
+    pub action: String,
+    /// What was read or acted on: a family id, a masked IIN or a query.
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineRecord {
+    pub seq: u64,
+    pub family_id: FamilyId,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Everything one family actor writes after handling its messages, applied in
+/// one sled transaction so that the record and its side tables never disagree.
+#[derive(Debug, Default)]
+pub struct FamilyCommit {
+    pub record: Option<FamilyRecord>,
+    /// Orphan facts taken into the family (deleted from `orphans`).
+    pub orphans_taken: Vec<Iin>,
+    /// Facts of members who left, kept until they join another family.
+    pub orphans_put: Vec<CitizenFacts>,
+    pub sms: Vec<SmsOrder>,
+    pub payments: Vec<PaymentOrder>,
+    /// Reference ids whose final answer the record now holds.
+    pub payments_settled: Vec<String>,
+    pub timers_put: Vec<TimerRecord>,
+    pub timers_removed: Vec<TimerRecord>,
+    pub requests_opened: Vec<(Phone, OpenRequest)>,
+    pub requests_closed: Vec<(Phone, OpenRequest)>,
+    /// `Some(true)` when the family now has an active monthly benefit.
+    pub monthly: Option<bool>,
+    /// Counter changes (see [`Store::stats`]).
+    pub counters: BTreeMap<String, i64>,
+}
+
+impl FamilyCommit {
+    pub fn count(&mut self, counter: impl Into<String>, delta: i64) {
+        *self.counters.entry(counter.into()).or_insert(0) += delta;
+    }
+}
+
+const TREE_NAMES: [&str; 14] = [
+    "feed",
+    "families",
+    "orphans",
+    "citizen_family",
+    "meta",
+    "sms_outbox",
+    "sms_dedup",
+    "payment_outbox",
+    "timers",
+    "phone_requests",
+    "monthly",
+    "stats",
+    "audit",
+    "quarantine",
+];
+
+const META_APPLIED_THROUGH: &[u8] = b"applied_through";
+
+#[derive(Clone)]
+struct Trees {
+    feed: sled::Tree,
+    families: sled::Tree,
+    orphans: sled::Tree,
+    citizen_family: sled::Tree,
+    meta: sled::Tree,
+    sms_outbox: sled::Tree,
+    sms_dedup: sled::Tree,
+    payment_outbox: sled::Tree,
+    timers: sled::Tree,
+    phone_requests: sled::Tree,
+    monthly: sled::Tree,
+    stats: sled::Tree,
+    audit: sled::Tree,
+    quarantine: sled::Tree,
+}
+
+/// The result of appending a batch of feed events.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Appended {
+    /// Sequence numbers given to the accepted events, in batch order.
+    pub seqs: Vec<u64>,
+    /// Indexes (in the batch) of events whose id the agency had already used.
+    pub duplicates: Vec<usize>,
+}
+
+pub struct Store {
+    db: sled::Db,
+    trees: Trees,
+    next_seq: AtomicU64,
+    next_audit: AtomicU64,
+    /// Serialises appends so that sequence order is write order and the duplicate
+    /// check and the insert of an id are one step.
+    append_lock: Mutex<()>,
+}
+
+fn log_key(seq: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = b'L';
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn dedup_key(agency: &str, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + agency.len() + id.len());
+    key.push(b'D');
+    key.extend_from_slice(agency.as_bytes());
+    key.push(0);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn u64_from(bytes: &[u8]) -> u64 {
+    let mut array = [0u8; 8];
+    let length = bytes.len().min(8);
+    array[8 - length..].copy_from_slice(&bytes[..length]);
+    u64::from_be_bytes(array)
+}
+
+fn request_key(phone: &Phone, request: &OpenRequest) -> Vec<u8> {
+    let mut key = phone.as_str().as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(request.family_id.as_str().as_bytes());
+    key.push(0);
+    key.extend_from_slice(request.entitlement_id.as_bytes());
+    key
+}
+
+fn corrupt(tree: &'static str, key: &[u8], reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        tree,
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn decode_in<T: serde::de::DeserializeOwned>(
+    tree: &'static str,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T> {
+    decode(bytes).map_err(|e| corrupt(tree, key, e))
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(256 * 1024 * 1024)
+            .open()?;
+        Store::from_db(db)
+    }
+
+    /// A store in a temporary directory that disappears when dropped.
+    pub fn open_temporary() -> Result<Store> {
+        Store::from_db(sled::Config::new().temporary(true).open()?)
+    }
+
+    fn from_db(db: sled::Db) -> Result<Store> {
+        let open = |name: &str| db.open_tree(name);
+        let trees = Trees {
+            feed: open(TREE_NAMES[0])?,
+            families: open(TREE_NAMES[1])?,
+            orphans: open(TREE_NAMES[2])?,
+            citizen_family: open(TREE_NAMES[3])?,
+            meta: open(TREE_NAMES[4])?,
+            sms_outbox: open(TREE_NAMES[5])?,
+            sms_dedup: open(TREE_NAMES[6])?,
+            payment_outbox: open(TREE_NAMES[7])?,
+            timers: open(TREE_NAMES[8])?,
+            phone_requests: open(TREE_NAMES[9])?,
+            monthly: open(TREE_NAMES[10])?,
+            stats: open(TREE_NAMES[11])?,
+            audit: open(TREE_NAMES[12])?,
+            quarantine: open(TREE_NAMES[13])?,
+        };
+        let last_log = trees
+            .feed
+            .scan_prefix(b"L")
+            .next_back()
+            .transpose()?
+            .map_or(0, |(key, _)| u64_from(&key[1..]));
+        let applied = trees
+            .meta
+            .get(META_APPLIED_THROUGH)?
+            .map_or(0, |value| u64_from(&value));
+        let last_audit = trees
+            .audit
+            .iter()
+            .next_back()
+            .transpose()?
+            .map_or(0, |(key, _)| u64_from(&key));
+        Ok(Store {
+            db,
+            trees,
+            next_seq: AtomicU64::new(last_log.max(applied) + 1),
+            next_audit: AtomicU64::new(last_audit + 1),
+            append_lock: Mutex::new(()),
+        })
+    }
+
+    /// Makes every write so far durable. Blocking; see the module docs.
+    pub fn flush(&self) -> Result<usize> {
+        Ok(self.db.flush()?)
+    }
+
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    // ----- the feed log -----
+
+    /// Appends events of one agency to the log, skipping ids the agency has used
+    /// before (in the store or earlier in this batch). Atomic: either all accepted
+    /// events and their ids are written, or none. Not durable until a flush.
+    pub fn append_feed(&self, agency: &str, events: Vec<LogEntry>) -> Result<Appended> {
+        let _guard = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut batch = sled::Batch::default();
+        let mut appended = Appended::default();
+        let mut seen_here = std::collections::HashSet::new();
+        let mut seq = self.next_seq.load(Ordering::SeqCst);
+        for (index, entry) in events.into_iter().enumerate() {
+            let id = match &entry {
+                LogEntry::Feed { event, .. } => event.id.clone(),
+                _ => panic!("append_feed takes feed events only"),
+            };
+            let key = dedup_key(agency, &id);
+            if !seen_here.insert(key.clone()) || self.trees.feed.contains_key(&key)? {
+                appended.duplicates.push(index);
+                continue;
+            }
+            batch.insert(&log_key(seq)[..], encode(&entry));
+            batch.insert(key, &seq.to_be_bytes()[..]);
+            appended.seqs.push(seq);
+            seq += 1;
+        }
+        self.trees.feed.apply_batch(batch)?;
+        self.next_seq.store(seq, Ordering::SeqCst);
+        Ok(appended)
+    }
+
+    /// Appends internal entries (SMS replies, timers, payment outcomes, cycles,
+    /// operator actions). Not durable until a flush.
+    pub fn append_internal(&self, entries: &[LogEntry]) -> Result<Vec<u64>> {
+        let _guard = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut batch = sled::Batch::default();
+        let mut seq = self.next_seq.load(Ordering::SeqCst);
+        let mut seqs = Vec::with_capacity(entries.len());
+        for entry in entries {
+            batch.insert(&log_key(seq)[..], encode(entry));
+            seqs.push(seq);
+            seq += 1;
+        }
+        self.trees.feed.apply_batch(batch)?;
+        self.next_seq.store(seq, Ordering::SeqCst);
+        Ok(seqs)
+    }
+
+    /// Appends an SMS reply unless its inbound message id was seen before; the
+    /// check and the insert are one step. `None` for a repeat.
+    pub fn append_sms_reply(
+        &self,
+        message_id: &str,
+        entry: Option<LogEntry>,
+    ) -> Result<Option<u64>> {
+        let _guard = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let dedup = message_id.as_bytes();
+        if self.trees.sms_dedup.contains_key(dedup)? {
+            return Ok(None);
+        }
+        let seq = self.next_seq.load(Ordering::SeqCst);
+        let result = (&self.trees.feed, &self.trees.sms_dedup).transaction(|(feed, sms_dedup)| {
+            if let Some(entry) = &entry {
+                feed.insert(&log_key(seq)[..], encode(entry))?;
+            }
+            sms_dedup.insert(dedup, &seq.to_be_bytes()[..])?;
+            Ok(())
+        });
+        result.map_err(|e: TransactionError<()>| match e {
+            TransactionError::Storage(e) => StoreError::Sled(e),
+            TransactionError::Abort(()) => unreachable!("the closure never aborts"),
+        })?;
+        if entry.is_some() {
+            self.next_seq.store(seq + 1, Ordering::SeqCst);
+        }
+        Ok(Some(seq))
+    }
+
+    /// The highest sequence number given so far (0 when none).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::SeqCst) - 1
+    }
+
+    /// Log entries after `after`, at most `limit`, in order.
+    pub fn read_log(&self, after: u64, limit: usize) -> Result<Vec<(u64, LogEntry)>> {
+        let start = log_key(after.saturating_add(1));
+        let end = log_key(u64::MAX);
+        let mut entries = Vec::new();
+        for item in self.trees.feed.range(start..=end).take(limit) {
+            let (key, value) = item?;
+            let seq = u64_from(&key[1..]);
+            entries.push((seq, decode_in("feed", &key, &value)?));
+        }
+        Ok(entries)
+    }
+
+    /// Everything at or below this sequence number has been applied and written.
+    pub fn applied_through(&self) -> Result<u64> {
+        Ok(self
+            .trees
+            .meta
+            .get(META_APPLIED_THROUGH)?
+            .map_or(0, |value| u64_from(&value)))
+    }
+
+    /// Records the applied watermark and drops log entries below it. Dedup keys
+    /// stay, so a resent id is still a duplicate.
+    pub fn set_applied_through(&self, seq: u64) -> Result<()> {
+        self.trees
+            .meta
+            .insert(META_APPLIED_THROUGH, &seq.to_be_bytes()[..])?;
+        let mut batch = sled::Batch::default();
+        for item in self.trees.feed.range(log_key(0)..=log_key(seq)) {
+            let (key, _) = item?;
+            batch.remove(key);
+        }
+        self.trees.feed.apply_batch(batch)?;
+        Ok(())
+    }
+
+    // ----- families, orphans and the citizen index -----
+
+    pub fn family(&self, family_id: &FamilyId) -> Result<Option<FamilyRecord>> {
+        let key = family_id.as_str().as_bytes();
+        self.trees
+            .families
+            .get(key)?
+            .map(|value| decode_in("families", key, &value))
+            .transpose()
+    }
+
+    /// Family records in id order after `after` (exclusive), at most `limit`.
+    pub fn families_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Iterator<Item = Result<FamilyRecord>> + '_ {
+        let start = match after {
+            Some(after) => std::ops::Bound::Excluded(after.as_bytes().to_vec()),
+            None => std::ops::Bound::Unbounded,
+        };
+        self.trees
+            .families
+            .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item?;
+                decode_in("families", &key, &value)
+            })
+    }
+
+    pub fn family_count(&self) -> usize {
+        self.trees.families.len()
+    }
+
+    pub fn orphan(&self, iin: &Iin) -> Result<Option<CitizenFacts>> {
+        let key = iin.as_str().as_bytes();
+        self.trees
+            .orphans
+            .get(key)?
+            .map(|value| decode_in("orphans", key, &value))
+            .transpose()
+    }
+
+    pub fn put_orphan(&self, facts: &CitizenFacts) -> Result<()> {
+        self.trees
+            .orphans
+            .insert(facts.iin.as_str().as_bytes(), encode(facts))?;
+        Ok(())
+    }
+
+    pub fn family_of(&self, iin: &Iin) -> Result<Option<FamilyId>> {
+        let key = iin.as_str().as_bytes();
+        match self.trees.citizen_family.get(key)? {
+            None => Ok(None),
+            Some(value) => std::str::from_utf8(&value)
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .map(Some)
+                .ok_or_else(|| corrupt("citizen_family", key, "not a family id")),
+        }
+    }
+
+    pub fn set_family_of(&self, iin: &Iin, family_id: Option<&FamilyId>) -> Result<()> {
+        let key = iin.as_str().as_bytes();
+        match family_id {
+            Some(family_id) => {
+                self.trees
+                    .citizen_family
+                    .insert(key, family_id.as_str().as_bytes())?;
+            }
+            None => {
+                self.trees.citizen_family.remove(key)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn citizen_count(&self) -> usize {
+        self.trees.citizen_family.len()
+    }
+
+    /// Writes one family's changes atomically (see [`FamilyCommit`]).
+    pub fn commit_family(&self, commit: &FamilyCommit) -> Result<()> {
+        let t = &self.trees;
+        let trees = (
+            &t.families,
+            &t.orphans,
+            &t.sms_outbox,
+            &t.payment_outbox,
+            &t.timers,
+            &t.phone_requests,
+            &t.monthly,
+            &t.stats,
+        );
+        let result = trees.transaction(
+            |(families, orphans, sms, payments, timers, requests, monthly, stats)| {
+                write_commit(
+                    commit, families, orphans, sms, payments, timers, requests, monthly, stats,
+                )
+            },
+        );
+        result.map_err(|e: TransactionError<()>| match e {
+            TransactionError::Storage(e) => StoreError::Sled(e),
+            TransactionError::Abort(()) => unreachable!("the closure never aborts"),
+        })
+    }
+
+    // ----- side tables -----
+
+    pub fn sms_outbox(&self) -> Result<Vec<SmsOrder>> {
+        self.trees
+            .sms_outbox
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                decode_in("sms_outbox", &key, &value)
+            })
+            .collect()
+    }
+
+    /// Queues an SMS that belongs to no family (a help message). Not durable
+    /// until a flush.
+    pub fn put_sms(&self, order: &SmsOrder) -> Result<()> {
+        self.trees
+            .sms_outbox
+            .insert(order.reference.as_bytes(), encode(order))?;
+        Ok(())
+    }
+
+    pub fn remove_sms(&self, reference: &str) -> Result<()> {
+        self.trees.sms_outbox.remove(reference.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn payment_outbox(&self) -> Result<Vec<PaymentOrder>> {
+        self.trees
+            .payment_outbox
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                decode_in("payment_outbox", &key, &value)
+            })
+            .collect()
+    }
+
+    pub fn payment_order(&self, reference_id: &str) -> Result<Option<PaymentOrder>> {
+        let key = reference_id.as_bytes();
+        self.trees
+            .payment_outbox
+            .get(key)?
+            .map(|value| decode_in("payment_outbox", key, &value))
+            .transpose()
+    }
+
+    /// Timers due at or before `now`, at most `limit`.
+    pub fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<TimerRecord>> {
+        let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+        let end = (now_ms + 1).to_be_bytes();
+        self.trees
+            .timers
+            .range(..&end[..])
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item?;
+                decode_in("timers", &key, &value)
+            })
+            .collect()
+    }
+
+    pub fn remove_timers(&self, timers: &[TimerRecord]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for timer in timers {
+            batch.remove(timer.key());
+        }
+        self.trees.timers.apply_batch(batch)?;
+        Ok(())
+    }
+
+    pub fn timer_count(&self) -> usize {
+        self.trees.timers.len()
+    }
+
+    /// The open requests waiting on a phone.
+    pub fn open_requests(&self, phone: &Phone) -> Result<Vec<OpenRequest>> {
+        let mut prefix = phone.as_str().as_bytes().to_vec();
+        prefix.push(0);
+        let mut requests = Vec::new();
+        for item in self.trees.phone_requests.scan_prefix(&prefix) {
+            let (key, value) = item?;
+            let rest = &key[prefix.len()..];
+            let parsed = rest.iter().position(|&byte| byte == 0).and_then(|split| {
+                let family_id = std::str::from_utf8(&rest[..split]).ok()?.parse().ok()?;
+                let entitlement_id = std::str::from_utf8(&rest[split + 1..]).ok()?.to_owned();
+                Some((family_id, entitlement_id))
+            });
+            let (family_id, entitlement_id) =
+                parsed.ok_or_else(|| corrupt("phone_requests", &key, "bad key layout"))?;
+            let code = u16::try_from(u64_from(&value))
+                .map_err(|_| corrupt("phone_requests", &key, "code out of range"))?;
+            requests.push(OpenRequest {
+                family_id,
+                entitlement_id,
+                code,
+            });
+        }
+        Ok(requests)
+    }
+
+    /// Families with an active monthly benefit, for the monthly cycle.
+    pub fn monthly_families(&self) -> impl Iterator<Item = Result<FamilyId>> + '_ {
+        self.trees.monthly.iter().map(|item| {
+            let (key, _) = item?;
+            std::str::from_utf8(&key)
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .ok_or_else(|| corrupt("monthly", &key, "not a family id"))
+        })
+    }
+
+    /// All counters (see [`FamilyCommit::count`]).
+    pub fn stats(&self) -> Result<BTreeMap<String, i64>> {
+        self.trees
+            .stats
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                let name = String::from_utf8_lossy(&key).into_owned();
+                let value = i64::from_be_bytes(
+                    value
+                        .as_ref()
+                        .try_into()
+                        .map_err(|_| corrupt("stats", &key, "not 8 bytes"))?,
+                );
+                Ok((name, value))
+            })
+            .collect()
+    }
+
+    pub fn add_counters(&self, counters: &BTreeMap<String, i64>) -> Result<()> {
+        for (name, delta) in counters {
+            self.trees.stats.update_and_fetch(name.as_bytes(), |old| {
+                let old = old.map_or(0, |bytes| {
+                    i64::from_be_bytes(bytes.try_into().unwrap_or([0; 8]))
+                });
+                Some((old + delta).to_be_bytes().to_vec())
+            })?;
+        }
+        Ok(())
+    }
+
+    // ----- audit and quarantine -----
+
+    /// Appends to the audit log; there is no way to change or remove an entry.
+    pub fn audit(&self, entry: &AuditEntry) -> Result<u64> {
+        let seq = self.next_audit.fetch_add(1, Ordering::SeqCst);
+        self.trees.audit.insert(seq.to_be_bytes(), encode(entry))?;
+        Ok(seq)
+    }
+
+    pub fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, AuditEntry)>> {
+        self.trees
+            .audit
+            .range((after + 1).to_be_bytes()..)
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((u64_from(&key), decode_in("audit", &key, &value)?))
+            })
+            .collect()
+    }
+
+    pub fn quarantine(&self, record: &QuarantineRecord) -> Result<()> {
+        self.trees
+            .quarantine
+            .insert(record.seq.to_be_bytes(), encode(record))?;
+        Ok(())
+    }
+
+    pub fn quarantined(&self) -> Result<Vec<QuarantineRecord>> {
+        self.trees
+            .quarantine
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                decode_in("quarantine", &key, &value)
+            })
+            .collect()
+    }
+
+    /// Raw access for benchmarks that compare against plain sled.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+}
+
+type Abortable<T> = std::result::Result<T, ConflictableTransactionError<()>>;
+
+#[allow(clippy::too_many_arguments)]
+fn write_commit(
+    commit: &FamilyCommit,
+    families: &TransactionalTree,
+    orphans: &TransactionalTree,
+    sms: &TransactionalTree,
+    payments: &TransactionalTree,
+    timers: &TransactionalTree,
+    requests: &TransactionalTree,
+    monthly: &TransactionalTree,
+    stats: &TransactionalTree,
+) -> Abortable<()> {
+    if let Some(record) = &commit.record {
+        families.insert(record.family_id.as_str().as_bytes(), encode(record))?;
+        match commit.monthly {
+            Some(true) => {
+                monthly.insert(record.family_id.as_str().as_bytes(), &[][..])?;
+            }
+            Some(false) => {
+                monthly.remove(record.family_id.as_str().as_bytes())?;
+            }
+            None => {}
+        }
+    }
+    for iin in &commit.orphans_taken {
+        orphans.remove(iin.as_str().as_bytes())?;
+    }
+    for facts in &commit.orphans_put {
+        orphans.insert(facts.iin.as_str().as_bytes(), encode(facts))?;
+    }
+    for order in &commit.sms {
+        sms.insert(order.reference.as_bytes(), encode(order))?;
+    }
+    for order in &commit.payments {
+        payments.insert(order.reference_id.as_bytes(), encode(order))?;
+    }
+    for reference in &commit.payments_settled {
+        payments.remove(reference.as_bytes())?;
+    }
+    for timer in &commit.timers_removed {
+        timers.remove(timer.key())?;
+    }
+    for timer in &commit.timers_put {
+        timers.insert(timer.key(), encode(timer))?;
+    }
+    for (phone, request) in &commit.requests_closed {
+        requests.remove(request_key(phone, request))?;
+    }
+    for (phone, request) in &commit.requests_opened {
+        requests.insert(
+            request_key(phone, request),
+            &u64::from(request.code).to_be_bytes()[..],
+        )?;
+    }
+    for (name, delta) in &commit.counters {
+        if *delta == 0 {
+            continue;
+        }
+        let old = stats.get(name.as_bytes())?.map_or(0, |bytes| {
+            i64::from_be_bytes(bytes.as_ref().try_into().unwrap_or([0; 8]))
+        });
+        stats.insert(name.as_bytes(), &(old + delta).to_be_bytes()[..])?;
+    }
+    Ok(())
+}
+
+/// Counter names used in the `stats` tree.
+pub mod counter {
+    use crate::ids::Region;
+    use crate::record::{EntitlementState, Level, ReviewVerdict};
+
+    pub const FAMILIES: &str = "families";
+    pub const CITIZENS: &str = "citizens";
+    pub const PAID_TOTAL_TIYN: &str = "paid_total_tiyn";
+    pub const PAYMENTS_SUCCEEDED: &str = "payments_succeeded";
+
+    pub fn level(level: Level) -> String {
+        format!("level:{}", level.as_str())
+    }
+
+    pub fn region_level(region: Option<Region>, level: Level) -> String {
+        let region = region.map_or("unknown", |region| region.code());
+        format!("region:{region}:{}", level.as_str())
+    }
+
+    pub fn state(state: EntitlementState) -> String {
+        format!("state:{}", state.as_str())
+    }
+
+    pub fn program_paid(program: &str) -> String {
+        format!("paid_tiyn:{program}")
+    }
+
+    pub fn review(verdict: ReviewVerdict) -> String {
+        match verdict {
+            ReviewVerdict::Verified => "review:verified".to_owned(),
+            ReviewVerdict::Disputed => "review:disputed".to_owned(),
+        }
+    }
+}
