@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::support::*;
 
+#[allow(dead_code)]
 pub struct World {
     pub dir: tempfile::TempDir,
     pub sms: SmsSimulator,
@@ -16,18 +17,34 @@ pub struct World {
     pub server: Server,
 }
 
-pub async fn world_with(sms: SmsSimulatorOptions, bank: BankSimulatorOptions, consent: (&str, &str), extra: &str) -> World {
+pub async fn world_with(
+    sms: SmsSimulatorOptions,
+    bank: BankSimulatorOptions,
+    consent: (&str, &str),
+    extra: &str,
+) -> World {
     let dir = tempfile::tempdir().expect("temp dir");
     let sms = SmsSimulator::start(sms).expect("sms simulator");
     let bank = BankSimulator::start(bank).expect("bank simulator");
     let config = dir.path().join("dfm.toml");
     std::fs::write(
         &config,
-        config_text(&dir.path().join("store"), &sms.url(), &bank.url(), consent, extra),
+        config_text(
+            &dir.path().join("store"),
+            &sms.url(),
+            &bank.url(),
+            consent,
+            extra,
+        ),
     )
     .expect("config written");
     let server = Server::start(&config, &dir.path().join("dfm.log"));
-    World { dir, sms, bank, server }
+    World {
+        dir,
+        sms,
+        bank,
+        server,
+    }
 }
 
 pub async fn world() -> World {
@@ -45,10 +62,16 @@ pub async fn family_json(server: &Server, family_id: &str) -> Option<serde_json:
     (status == 200).then_some(body)
 }
 
-pub async fn wait_family(server: &Server, family_id: &str, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    eventually(&format!("family {family_id}"), Duration::from_secs(20), || async {
-        family_json(server, family_id).await.filter(|f| check(f))
-    })
+pub async fn wait_family(
+    server: &Server,
+    family_id: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    eventually(
+        &format!("family {family_id}"),
+        Duration::from_secs(20),
+        || async { family_json(server, family_id).await.filter(|f| check(f)) },
+    )
     .await
 }
 
@@ -57,11 +80,19 @@ async fn a_large_family_is_scored_and_found_eligible_after_the_feed() {
     let world = world().await;
     let (events, _, _) = large_family("F-LARGE", 4, 1, "+77011234567");
     send_all(&world.server, &events).await;
-    let family = wait_family(&world.server, "F-LARGE", |f| f["members"].as_array().is_some_and(|m| m.len() == 6)).await;
+    let family = wait_family(&world.server, "F-LARGE", |f| {
+        f["members"].as_array().is_some_and(|m| m.len() == 6)
+    })
+    .await;
     assert_eq!(family["region"], "KZ-35");
     assert!(["A", "B", "C", "D", "E"].contains(&family["level"].as_str().unwrap()));
     assert!(family["criteria"]["economic"].is_string());
-    let large = family["programs"].as_array().unwrap().iter().find(|p| p["code"] == "large_family").unwrap();
+    let large = family["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["code"] == "large_family")
+        .unwrap();
     assert_eq!(large["eligible"], true, "{large}");
     assert!(!large["reasons"].as_array().unwrap().is_empty());
     assert!(family["explanation"].is_array());
@@ -72,8 +103,16 @@ async fn three_children_are_not_a_large_family() {
     let world = world().await;
     let (events, _, _) = large_family("F-THREE", 3, 2, "+77011234568");
     send_all(&world.server, &events).await;
-    let family = wait_family(&world.server, "F-THREE", |f| f["members"].as_array().is_some_and(|m| m.len() == 5)).await;
-    let large = family["programs"].as_array().unwrap().iter().find(|p| p["code"] == "large_family").unwrap();
+    let family = wait_family(&world.server, "F-THREE", |f| {
+        f["members"].as_array().is_some_and(|m| m.len() == 5)
+    })
+    .await;
+    let large = family["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["code"] == "large_family")
+        .unwrap();
     assert_eq!(large["eligible"], false, "{large}");
 }
 
@@ -81,27 +120,77 @@ async fn three_children_are_not_a_large_family() {
 async fn duplicates_count_once_and_bad_lines_are_rejected_alone() {
     let world = world().await;
     let person = iin("1990-01-05", true, 7);
-    let good = event("d-1", "citizen.registered", json!({"iin": person, "full_name": "Асхат Нұрланов", "birth_date": "1990-01-05", "sex": "male"}));
-    let bad_iin = event("d-2", "citizen.registered", json!({"iin": "061211600013", "full_name": "X", "birth_date": "2006-12-11", "sex": "female"}));
-    let wrong_sex = event("d-3", "citizen.registered", json!({"iin": person, "full_name": "Y", "birth_date": "1990-01-05", "sex": "female"}));
+    let good = event(
+        "d-1",
+        "citizen.registered",
+        json!({"iin": person, "full_name": "Асхат Нұрланов", "birth_date": "1990-01-05", "sex": "male"}),
+    );
+    let bad_iin = event(
+        "d-2",
+        "citizen.registered",
+        json!({"iin": "061211600013", "full_name": "X", "birth_date": "2006-12-11", "sex": "female"}),
+    );
+    let wrong_sex = event(
+        "d-3",
+        "citizen.registered",
+        json!({"iin": person, "full_name": "Y", "birth_date": "1990-01-05", "sex": "female"}),
+    );
     let unknown = event("d-4", "citizen.teleported", json!({"iin": person}));
-    let foreign = event("d-5", "income.reported", json!({"iin": person, "month": "2026-10", "amount": "1.00", "source": "salary"}));
-    let body = format!("{}\n{}\nthis is not json\n{}\n{}\n{}\n{}\n", good, bad_iin, wrong_sex, unknown, foreign, good);
+    let foreign = event(
+        "d-5",
+        "income.reported",
+        json!({"iin": person, "month": "2026-10", "amount": "1.00", "source": "salary"}),
+    );
+    let body = format!(
+        "{}\n{}\nthis is not json\n{}\n{}\n{}\n{}\n",
+        good, bad_iin, wrong_sex, unknown, foreign, good
+    );
     let (status, answer) = feed(&world.server, "population", POPULATION, body).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["accepted"], 1, "{answer}");
     assert_eq!(answer["duplicates"], 1, "{answer}");
     let rejected = answer["rejected"].as_array().unwrap();
-    let lines: Vec<u64> = rejected.iter().map(|r| r["line"].as_u64().unwrap()).collect();
+    let lines: Vec<u64> = rejected
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
     assert_eq!(lines, vec![2, 3, 4, 5, 6], "{answer}");
-    assert!(rejected[0]["error"].as_str().unwrap().contains("check digit"), "{answer}");
+    assert!(
+        rejected[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("check digit"),
+        "{answer}"
+    );
     assert_eq!(rejected[0]["id"], "d-2");
-    assert!(rejected[2]["error"].as_str().unwrap().contains("sex"), "{answer}");
-    assert!(rejected[3]["error"].as_str().unwrap().contains("unknown event type"), "{answer}");
-    assert!(rejected[4]["error"].as_str().unwrap().contains("may not send"), "{answer}");
+    assert!(
+        rejected[2]["error"].as_str().unwrap().contains("sex"),
+        "{answer}"
+    );
+    assert!(
+        rejected[3]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown event type"),
+        "{answer}"
+    );
+    assert!(
+        rejected[4]["error"]
+            .as_str()
+            .unwrap()
+            .contains("may not send"),
+        "{answer}"
+    );
     // The same id again, alone, as a JSON array: a duplicate, nothing new.
     let (status, answer) = feed(&world.server, "population", POPULATION, format!("[{good}]")).await;
-    assert_eq!((status, answer["accepted"].as_u64(), answer["duplicates"].as_u64()), (200, Some(0), Some(1)));
+    assert_eq!(
+        (
+            status,
+            answer["accepted"].as_u64(),
+            answer["duplicates"].as_u64()
+        ),
+        (200, Some(0), Some(1))
+    );
 }
 
 #[actix_rt::test]
@@ -113,21 +202,61 @@ async fn tokens_bodies_and_limits_are_enforced() {
         "",
     )
     .await;
-    let body = ndjson(&[event("t-1", "citizen.died", json!({"iin": iin("1950-02-02", true, 1), "date": "2026-10-01"}))]);
-    assert_eq!(feed(&world.server, "population", "wrong", body.clone()).await.0, 401);
-    assert_eq!(feed(&world.server, "population", "income-secret", body.clone()).await.0, 401);
-    assert_eq!(feed(&world.server, "nobody", POPULATION, body.clone()).await.0, 401);
+    let body = ndjson(&[event(
+        "t-1",
+        "citizen.died",
+        json!({"iin": iin("1950-02-02", true, 1), "date": "2026-10-01"}),
+    )]);
+    assert_eq!(
+        feed(&world.server, "population", "wrong", body.clone())
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        feed(&world.server, "population", "income-secret", body.clone())
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        feed(&world.server, "nobody", POPULATION, body.clone())
+            .await
+            .0,
+        401
+    );
     let response = client()
-        .post(format!("{}/v1/feeds/population/events", world.server.public))
+        .post(format!(
+            "{}/v1/feeds/population/events",
+            world.server.public
+        ))
         .body(body.clone())
         .send()
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
-    assert_eq!(feed(&world.server, "population", POPULATION, "{{{ not json".to_owned()).await.0, 400);
-    assert_eq!(feed(&world.server, "population", POPULATION, "[1, 2".to_owned()).await.0, 400);
+    assert_eq!(
+        feed(
+            &world.server,
+            "population",
+            POPULATION,
+            "{{{ not json".to_owned()
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        feed(&world.server, "population", POPULATION, "[1, 2".to_owned())
+            .await
+            .0,
+        400
+    );
     let huge = "x".repeat(17 * 1024 * 1024);
-    assert_eq!(feed(&world.server, "population", POPULATION, huge).await.0, 413);
+    assert_eq!(
+        feed(&world.server, "population", POPULATION, huge).await.0,
+        413
+    );
     // Nothing of the refused requests was applied.
     let (status, stats) = get(&world.server, "/v1/stats", VIEWER).await;
     assert_eq!(status, 200);
@@ -143,30 +272,120 @@ async fn facts_arriving_before_the_family_count_once_it_exists() {
     let world = world().await;
     let person = iin("1979-05-20", false, 11);
     // Health and income facts first, then the registration, then the family.
-    let income = event("o-1", "income.reported", json!({"iin": person, "month": "2026-10", "amount": "95000.00", "source": "salary"}));
-    let disability = event("o-2", "disability.assessed", json!({"iin": person, "group": "2", "until": null}));
-    let housing = event("o-3", "housing.changed", json!({"family_id": "F-ORDER", "tenure": "rented", "area_m2": 18.5, "utilities": ["water"]}));
-    assert_eq!(feed(&world.server, "income", "income-secret", ndjson(&[income])).await.0, 200);
-    assert_eq!(feed(&world.server, "health", "health-secret", ndjson(&[disability])).await.0, 200);
-    assert_eq!(feed(&world.server, "housing", "housing-secret", ndjson(&[housing])).await.0, 200);
-    let register = event("o-4", "citizen.registered", json!({"iin": person, "full_name": "Гүлнар Ахметова", "birth_date": "1979-05-20", "sex": "female"}));
-    let join = event("o-5", "family.member_added", json!({"family_id": "F-ORDER", "iin": person, "role": "head"}));
-    assert_eq!(feed(&world.server, "population", POPULATION, ndjson(&[join, register])).await.0, 200);
-    let family = wait_family(&world.server, "F-ORDER", |f| f["members"].as_array().is_some_and(|m| m.len() == 1)).await;
+    let income = event(
+        "o-1",
+        "income.reported",
+        json!({"iin": person, "month": "2026-10", "amount": "95000.00", "source": "salary"}),
+    );
+    let disability = event(
+        "o-2",
+        "disability.assessed",
+        json!({"iin": person, "group": "2", "until": null}),
+    );
+    let housing = event(
+        "o-3",
+        "housing.changed",
+        json!({"family_id": "F-ORDER", "tenure": "rented", "area_m2": 18.5, "utilities": ["water"]}),
+    );
+    assert_eq!(
+        feed(&world.server, "income", "income-secret", ndjson(&[income]))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        feed(
+            &world.server,
+            "health",
+            "health-secret",
+            ndjson(&[disability])
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        feed(
+            &world.server,
+            "housing",
+            "housing-secret",
+            ndjson(&[housing])
+        )
+        .await
+        .0,
+        200
+    );
+    let register = event(
+        "o-4",
+        "citizen.registered",
+        json!({"iin": person, "full_name": "Гүлнар Ахметова", "birth_date": "1979-05-20", "sex": "female"}),
+    );
+    let join = event(
+        "o-5",
+        "family.member_added",
+        json!({"family_id": "F-ORDER", "iin": person, "role": "head"}),
+    );
+    assert_eq!(
+        feed(
+            &world.server,
+            "population",
+            POPULATION,
+            ndjson(&[join, register])
+        )
+        .await
+        .0,
+        200
+    );
+    let family = wait_family(&world.server, "F-ORDER", |f| {
+        f["members"].as_array().is_some_and(|m| m.len() == 1)
+    })
+    .await;
     let member = &family["members"][0];
     assert_eq!(member["disability"]["group"], "2", "{family}");
-    assert_eq!(member["incomes"]["2026-10"]["salary"], "95000.00", "{family}");
+    assert_eq!(
+        member["incomes"]["2026-10"]["salary"], "95000.00",
+        "{family}"
+    );
     assert_eq!(member["full_name"], "Гүлнар Ахметова");
     assert_eq!(family["housing"]["tenure"], "rented");
-    let disability = family["programs"].as_array().unwrap().iter().find(|p| p["code"] == "disability").unwrap();
+    let disability = family["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["code"] == "disability")
+        .unwrap();
     assert_eq!(disability["eligible"], true, "{disability}");
     // The citizen moves to another family and takes the facts along.
-    let leave = event("o-6", "family.member_removed", json!({"family_id": "F-ORDER", "iin": person}));
-    let join_other = event("o-7", "family.member_added", json!({"family_id": "F-OTHER", "iin": person, "role": "head"}));
-    assert_eq!(feed(&world.server, "population", POPULATION, ndjson(&[leave, join_other])).await.0, 200);
-    let other = wait_family(&world.server, "F-OTHER", |f| f["members"].as_array().is_some_and(|m| m.len() == 1)).await;
+    let leave = event(
+        "o-6",
+        "family.member_removed",
+        json!({"family_id": "F-ORDER", "iin": person}),
+    );
+    let join_other = event(
+        "o-7",
+        "family.member_added",
+        json!({"family_id": "F-OTHER", "iin": person, "role": "head"}),
+    );
+    assert_eq!(
+        feed(
+            &world.server,
+            "population",
+            POPULATION,
+            ndjson(&[leave, join_other])
+        )
+        .await
+        .0,
+        200
+    );
+    let other = wait_family(&world.server, "F-OTHER", |f| {
+        f["members"].as_array().is_some_and(|m| m.len() == 1)
+    })
+    .await;
     assert_eq!(other["members"][0]["disability"]["group"], "2");
-    let old = wait_family(&world.server, "F-ORDER", |f| f["members"].as_array().is_some_and(|m| m.is_empty())).await;
+    let old = wait_family(&world.server, "F-ORDER", |f| {
+        f["members"].as_array().is_some_and(|m| m.is_empty())
+    })
+    .await;
     assert_eq!(old["family_id"], "F-ORDER");
 }
 
@@ -177,22 +396,62 @@ async fn a_panicking_handler_restarts_its_family_and_spares_the_others() {
     let (others, _, _) = large_family("F-HEALTHY", 4, 31, "+77011230002");
     send_all(&world.server, &events).await;
     send_all(&world.server, &others).await;
-    wait_family(&world.server, "F-POISON", |f| f["members"].as_array().is_some_and(|m| m.len() == 6)).await;
+    wait_family(&world.server, "F-POISON", |f| {
+        f["members"].as_array().is_some_and(|m| m.len() == 6)
+    })
+    .await;
     // One event panics every time it is applied, one only the first time.
-    let poison = event("failpoint-panic-1", "family.address_changed", json!({"family_id": "F-POISON", "region": "KZ-71", "locality": "urban"}));
-    let flaky = event("failpoint-panic-once-1", "family.address_changed", json!({"family_id": "F-POISON", "region": "KZ-75", "locality": "urban"}));
-    let after = event("after-poison", "housing.changed", json!({"family_id": "F-POISON", "tenure": "owned", "area_m2": 120, "utilities": ["water", "heating", "sewerage", "gas"]}));
-    let healthy = event("healthy-1", "family.address_changed", json!({"family_id": "F-HEALTHY", "region": "KZ-79", "locality": "urban"}));
-    let (status, _) = feed(&world.server, "population", POPULATION, ndjson(&[poison, flaky, healthy])).await;
+    let poison = event(
+        "failpoint-panic-1",
+        "family.address_changed",
+        json!({"family_id": "F-POISON", "region": "KZ-71", "locality": "urban"}),
+    );
+    let flaky = event(
+        "failpoint-panic-once-1",
+        "family.address_changed",
+        json!({"family_id": "F-POISON", "region": "KZ-75", "locality": "urban"}),
+    );
+    let after = event(
+        "after-poison",
+        "housing.changed",
+        json!({"family_id": "F-POISON", "tenure": "owned", "area_m2": 120, "utilities": ["water", "heating", "sewerage", "gas"]}),
+    );
+    let healthy = event(
+        "healthy-1",
+        "family.address_changed",
+        json!({"family_id": "F-HEALTHY", "region": "KZ-79", "locality": "urban"}),
+    );
+    let (status, _) = feed(
+        &world.server,
+        "population",
+        POPULATION,
+        ndjson(&[poison, flaky, healthy]),
+    )
+    .await;
     assert_eq!(status, 200);
-    assert_eq!(feed(&world.server, "housing", "housing-secret", ndjson(&[after])).await.0, 200);
+    assert_eq!(
+        feed(&world.server, "housing", "housing-secret", ndjson(&[after]))
+            .await
+            .0,
+        200
+    );
     // The flaky event applied on retry, the poison one was set aside, and the
     // family kept taking events.
-    let family = wait_family(&world.server, "F-POISON", |f| f["housing"]["tenure"] == "owned").await;
+    let family = wait_family(&world.server, "F-POISON", |f| {
+        f["housing"]["tenure"] == "owned"
+    })
+    .await;
     assert_eq!(family["region"], "KZ-75", "{family}");
-    assert_eq!(family["quarantined_inputs"].as_array().map(Vec::len), Some(1), "{family}");
+    assert_eq!(
+        family["quarantined_inputs"].as_array().map(Vec::len),
+        Some(1),
+        "{family}"
+    );
     let healthy = wait_family(&world.server, "F-HEALTHY", |f| f["region"] == "KZ-79").await;
-    assert_eq!(healthy["quarantined_inputs"].as_array().map(Vec::len), Some(0));
+    assert_eq!(
+        healthy["quarantined_inputs"].as_array().map(Vec::len),
+        Some(0)
+    );
 }
 
 #[actix_rt::test]
@@ -202,10 +461,22 @@ async fn sigkill_right_after_a_200_loses_nothing() {
     for round in 0..5 {
         let mut events = Vec::new();
         for index in 0..200 {
-            let person = iin("1985-04-04", index % 2 == 0, 1000 + round * 2000 + index * 3);
+            let person = iin(
+                "1985-04-04",
+                index % 2 == 0,
+                1000 + round * 2000 + index * 3,
+            );
             let family_id = format!("F-K{round}-{index}");
-            events.push(event(&format!("k-{round}-{index}-a"), "family.member_added", json!({"family_id": family_id, "iin": person, "role": "head"})));
-            events.push(event(&format!("k-{round}-{index}-b"), "family.address_changed", json!({"family_id": family_id, "region": "KZ-43", "locality": "rural"})));
+            events.push(event(
+                &format!("k-{round}-{index}-a"),
+                "family.member_added",
+                json!({"family_id": family_id, "iin": person, "role": "head"}),
+            ));
+            events.push(event(
+                &format!("k-{round}-{index}-b"),
+                "family.address_changed",
+                json!({"family_id": family_id, "region": "KZ-43", "locality": "rural"}),
+            ));
         }
         let (status, answer) = feed(&world.server, "population", POPULATION, ndjson(&events)).await;
         assert_eq!(status, 200, "{answer}");
@@ -220,7 +491,15 @@ async fn sigkill_right_after_a_200_loses_nothing() {
         (stats["families"] == total).then_some(stats)
     })
     .await;
-    assert_eq!(stats["by_region"]["KZ-43"].as_object().unwrap().values().map(|v| v.as_i64().unwrap()).sum::<i64>(), total);
+    assert_eq!(
+        stats["by_region"]["KZ-43"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_i64().unwrap())
+            .sum::<i64>(),
+        total
+    );
     let family = wait_family(&world.server, "F-K4-199", |f| f["region"] == "KZ-43").await;
     assert_eq!(family["members"].as_array().unwrap().len(), 1);
     // A clean stop drains and exits 0.

@@ -4,7 +4,7 @@
 
 mod support;
 
+mod admin;
+mod crash;
 mod feeds;
 mod payout;
-mod crash;
-mod admin;

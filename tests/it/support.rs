@@ -18,7 +18,13 @@ pub fn catalogue() -> PathBuf {
 }
 
 /// A configuration for the binary: loopback port 0, the given gateways.
-pub fn config_text(store: &Path, sms_url: &str, bank_url: &str, consent: (&str, &str), extra: &str) -> String {
+pub fn config_text(
+    store: &Path,
+    sms_url: &str,
+    bank_url: &str,
+    consent: (&str, &str),
+    extra: &str,
+) -> String {
     format!(
         r#"
 [server]
@@ -113,11 +119,18 @@ impl Server {
             .expect("dfm starts");
         let stdout = child.stdout.take().expect("stdout piped");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("dfm prints its addresses");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("dfm prints its addresses");
         let address = |key: &str| -> String {
             line.split_whitespace()
                 .find_map(|word| word.strip_prefix(key))
-                .unwrap_or_else(|| panic!("no {key} in {line:?}; log: {}", std::fs::read_to_string(log).unwrap_or_default()))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "no {key} in {line:?}; log: {}",
+                        std::fs::read_to_string(log).unwrap_or_default()
+                    )
+                })
                 .to_owned()
         };
         Server {
@@ -138,7 +151,10 @@ impl Server {
     /// SIGTERM, and wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
         self.child.wait().expect("wait")
     }
 
@@ -242,7 +258,11 @@ pub fn ndjson(events: &[Value]) -> String {
 /// Builds valid IINs: birth date, sex and a serial.
 pub fn iin(birth: &str, male: bool, serial: u32) -> String {
     let date: chrono::NaiveDate = birth.parse().expect("date");
-    let sex = if male { storage::ids::Sex::Male } else { storage::ids::Sex::Female };
+    let sex = if male {
+        storage::ids::Sex::Male
+    } else {
+        storage::ids::Sex::Female
+    };
     (serial..serial + 50)
         .find_map(|s| storage::ids::Iin::from_parts(date, sex, s))
         .expect("some serial is issuable")
@@ -251,36 +271,117 @@ pub fn iin(birth: &str, male: bool, serial: u32) -> String {
 
 /// The events of a large family: two parents with phones and accounts, and
 /// `children` children in school, in `region`, with a low income.
-pub fn large_family(family_id: &str, children: u32, serial: u32, phone: &str) -> (Vec<(&'static str, Value)>, String, String) {
+pub fn large_family(
+    family_id: &str,
+    children: u32,
+    serial: u32,
+    phone: &str,
+) -> (Vec<(&'static str, Value)>, String, String) {
     let mother = iin("1988-03-14", false, serial);
     let father = iin("1986-07-02", true, serial);
     let mut events = vec![
-        ("population", event(&format!("{family_id}-reg-m"), "citizen.registered", serde_json::json!({"iin": mother, "full_name": "Айгерім Сәрсенова", "birth_date": "1988-03-14", "sex": "female"}))),
-        ("population", event(&format!("{family_id}-reg-f"), "citizen.registered", serde_json::json!({"iin": father, "full_name": "Ерлан Сәрсенов", "birth_date": "1986-07-02", "sex": "male"}))),
-        ("population", event(&format!("{family_id}-add-f"), "family.member_added", serde_json::json!({"family_id": family_id, "iin": father, "role": "head"}))),
-        ("population", event(&format!("{family_id}-add-m"), "family.member_added", serde_json::json!({"family_id": family_id, "iin": mother, "role": "spouse"}))),
-        ("population", event(&format!("{family_id}-addr"), "family.address_changed", serde_json::json!({"family_id": family_id, "region": "KZ-35", "locality": "urban"}))),
-        ("population", event(&format!("{family_id}-phone-f"), "citizen.contact_changed", serde_json::json!({"iin": father, "phone": phone}))),
-        ("payments", event(&format!("{family_id}-acct-f"), "payout.account_changed", serde_json::json!({"iin": father, "iban": "KZ86125KZT5004100100"}))),
+        (
+            "population",
+            event(
+                &format!("{family_id}-reg-m"),
+                "citizen.registered",
+                serde_json::json!({"iin": mother, "full_name": "Айгерім Сәрсенова", "birth_date": "1988-03-14", "sex": "female"}),
+            ),
+        ),
+        (
+            "population",
+            event(
+                &format!("{family_id}-reg-f"),
+                "citizen.registered",
+                serde_json::json!({"iin": father, "full_name": "Ерлан Сәрсенов", "birth_date": "1986-07-02", "sex": "male"}),
+            ),
+        ),
+        (
+            "population",
+            event(
+                &format!("{family_id}-add-f"),
+                "family.member_added",
+                serde_json::json!({"family_id": family_id, "iin": father, "role": "head"}),
+            ),
+        ),
+        (
+            "population",
+            event(
+                &format!("{family_id}-add-m"),
+                "family.member_added",
+                serde_json::json!({"family_id": family_id, "iin": mother, "role": "spouse"}),
+            ),
+        ),
+        (
+            "population",
+            event(
+                &format!("{family_id}-addr"),
+                "family.address_changed",
+                serde_json::json!({"family_id": family_id, "region": "KZ-35", "locality": "urban"}),
+            ),
+        ),
+        (
+            "population",
+            event(
+                &format!("{family_id}-phone-f"),
+                "citizen.contact_changed",
+                serde_json::json!({"iin": father, "phone": phone}),
+            ),
+        ),
+        (
+            "payments",
+            event(
+                &format!("{family_id}-acct-f"),
+                "payout.account_changed",
+                serde_json::json!({"iin": father, "iban": "KZ86125KZT5004100100"}),
+            ),
+        ),
     ];
     for child in 0..children {
         let birth = format!("201{}-0{}-1{}", child % 8 + 1, child % 9 + 1, child % 9);
         let child_iin = iin(&birth, child % 2 == 0, serial + 100 + child * 60);
-        events.push(("population", event(&format!("{family_id}-add-c{child}"), "family.member_added", serde_json::json!({"family_id": family_id, "iin": child_iin, "role": "child"}))));
+        events.push((
+            "population",
+            event(
+                &format!("{family_id}-add-c{child}"),
+                "family.member_added",
+                serde_json::json!({"family_id": family_id, "iin": child_iin, "role": "child"}),
+            ),
+        ));
     }
     (events, mother, father)
 }
 
 /// Sends events grouped by agency, in order within each agency.
 pub async fn send_all(server: &Server, events: &[(&'static str, Value)]) {
-    for agency in ["population", "income", "health", "housing", "education", "social", "payments"] {
-        let batch: Vec<Value> = events.iter().filter(|(a, _)| *a == agency).map(|(_, e)| e.clone()).collect();
+    for agency in [
+        "population",
+        "income",
+        "health",
+        "housing",
+        "education",
+        "social",
+        "payments",
+    ] {
+        let batch: Vec<Value> = events
+            .iter()
+            .filter(|(a, _)| *a == agency)
+            .map(|(_, e)| e.clone())
+            .collect();
         if batch.is_empty() {
             continue;
         }
-        let token = if agency == "population" { POPULATION.to_owned() } else { format!("{agency}-secret") };
+        let token = if agency == "population" {
+            POPULATION.to_owned()
+        } else {
+            format!("{agency}-secret")
+        };
         let (status, answer) = feed(server, agency, &token, ndjson(&batch)).await;
         assert_eq!(status, 200, "{answer}");
-        assert_eq!(answer["rejected"].as_array().map(Vec::len), Some(0), "{answer}");
+        assert_eq!(
+            answer["rejected"].as_array().map(Vec::len),
+            Some(0),
+            "{answer}"
+        );
     }
 }
