@@ -184,7 +184,7 @@ async fn take_message(shared: web::Data<SmsShared>, body: web::Bytes) -> HttpRes
         if shared
             .options
             .delay_first
-            .map_or(true, |first| request <= u64::from(first))
+            .is_none_or(|first| request <= u64::from(first))
         {
             tokio::time::sleep(delay).await;
         }
