@@ -485,7 +485,7 @@ async fn citizen(
     let iin: Iin = iin
         .parse()
         .map_err(|e| ApiError::BadRequest(format!("iin: {e}")))?;
-    audit(&state, operator, &request, "read_citizen", iin.masked())?;
+    audit(&state, operator, &request, "read_citizen", iin.to_string())?;
     let today = state.clock.now().date_naive();
     if let Some(family_id) = state.store.family_of(&iin).map_err(ApiError::internal)? {
         if let Some(record) = load_record(&state, &family_id).await? {
