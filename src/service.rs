@@ -188,6 +188,7 @@ pub async fn start_with_store(
     let body_limit = config.body_bytes_max;
     let public = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(http::trace_request))
             .app_data(public_state.clone())
             .app_data(web::PayloadConfig::new(body_limit))
             .configure(http::public::routes)
@@ -202,6 +203,7 @@ pub async fn start_with_store(
     let admin_state = state.clone();
     let admin = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(http::trace_request))
             .app_data(admin_state.clone())
             .app_data(web::PayloadConfig::new(1024 * 1024))
             .configure(http::admin::routes)

@@ -209,9 +209,9 @@ pub fn on_reply(
             let period = if entitlement.one_off {
                 entitlement
                     .occasion
-                    .unwrap_or_else(|| Month::of(received_at.date_naive()))
+                    .unwrap_or_else(|| Month::of(crate::scoring::local_date(received_at)))
             } else {
-                let first = Month::of(received_at.date_naive());
+                let first = Month::of(crate::scoring::local_date(received_at));
                 entitlement.first_month = Some(first);
                 first
             };
@@ -494,7 +494,7 @@ pub fn on_eligibility(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Vec<Command> {
-    let today = Month::of(now.date_naive());
+    let today = Month::of(crate::scoring::local_date(now));
     match award {
         None => match entitlement.state {
             EntitlementState::Offered | EntitlementState::NoContact => {

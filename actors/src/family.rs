@@ -14,7 +14,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use storage::event::{EventData, FeedEvent, LogEntry, OperatorAction};
-use storage::ids::{FamilyId, Iin, Month, Phone};
+use storage::ids::{FamilyId, Iin, Phone};
 use storage::record::{
     CitizenFacts, Entitlement, EntitlementState, FamilyRecord, PaymentStatus, PayoutChoice, Review,
     Role,
@@ -190,7 +190,7 @@ pub fn process(
     now: DateTime<Utc>,
     taken_codes: &dyn Fn(&Phone) -> BTreeSet<u16>,
 ) -> Outcome {
-    let today = now.date_naive();
+    let today = crate::scoring::local_date(now);
     let is_new = existing.is_none();
     let mut record = existing.unwrap_or_else(|| FamilyRecord::new(family_id.clone()));
     let before = if is_new {
@@ -457,7 +457,7 @@ fn reevaluate(record: &mut FamilyRecord, step: &Step<'_>, commands: &mut Vec<(St
     let living: BTreeSet<Iin> = record
         .members
         .iter()
-        .filter(|m| m.facts.is_alive_on(step.now.date_naive()))
+        .filter(|m| m.facts.is_alive_on(crate::scoring::local_date(step.now)))
         .map(|m| m.facts.iin)
         .collect();
     for decision in &evaluation.programs {
@@ -719,6 +719,8 @@ impl Handler<Apply> for FamilyActor {
     type Result = ResponseActFuture<Self, Result<usize, FamilyError>>;
 
     fn handle(&mut self, message: Apply, ctx: &mut Context<Self>) -> Self::Result {
+        let span = tracing::debug_span!("family", family_id = %self.family_id, inputs = message.inputs.len());
+        let _entered = span.enter();
         let environment = self.environment.clone();
         let existing = self.record.clone();
         let family_id = self.family_id.clone();
@@ -800,9 +802,4 @@ impl Handler<GetRecord> for FamilyActor {
     fn handle(&mut self, _: GetRecord, _: &mut Context<Self>) -> Self::Result {
         self.record.clone()
     }
-}
-
-/// The month a cycle entry should carry for `now`.
-pub fn cycle_month(now: DateTime<Utc>) -> Month {
-    Month::of(now.date_naive())
 }

@@ -62,8 +62,9 @@ pub async fn run(
         if let Err(error) = fire_due(&inbox, now) {
             tracing::error!(%error, "could not fire timers; retrying");
         }
-        let month = Month::of(now.date_naive());
-        if now.day() >= cycle_day && last_cycle != Some(month) {
+        let today = crate::scoring::local_date(now);
+        let month = Month::of(today);
+        if today.day() >= cycle_day && last_cycle != Some(month) {
             match run_cycle(&inbox, month) {
                 Ok(reached) => {
                     tracing::info!(%month, reached, "monthly cycle ran");

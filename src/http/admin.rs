@@ -471,7 +471,7 @@ async fn family(
         .collect();
     Ok(HttpResponse::Ok().json(family_json(
         &record,
-        state.clock.now().date_naive(),
+        ::actors::scoring::local_date(state.clock.now()),
         quarantined,
     )))
 }
@@ -486,7 +486,7 @@ async fn citizen(
         .parse()
         .map_err(|e| ApiError::BadRequest(format!("iin: {e}")))?;
     audit(&state, operator, &request, "read_citizen", iin.to_string())?;
-    let today = state.clock.now().date_naive();
+    let today = ::actors::scoring::local_date(state.clock.now());
     if let Some(family_id) = state.store.family_of(&iin).map_err(ApiError::internal)? {
         if let Some(record) = load_record(&state, &family_id).await? {
             if let Some(member) = record.member(&iin) {

@@ -6,8 +6,36 @@
 pub mod admin;
 pub mod public;
 
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError};
+use tracing::Instrument;
+
+/// A span per request, named by the route's pattern (`/v1/citizens/{iin}`), never
+/// by its path, so that no IIN in a URL reaches the logs.
+pub async fn trace_request(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let span = tracing::info_span!("http", method = %request.method(), route = %route);
+    let started = Instant::now();
+    let response = next.call(request).instrument(span.clone()).await?;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "request served"
+        );
+    });
+    Ok(response)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -40,9 +40,13 @@ struct FeedAnswer {
     rejected: Vec<Rejected>,
 }
 
+/// One event of a body: its line (or array position) and its JSON, or why the
+/// line is not JSON.
+type BodyLine = (usize, Result<serde_json::Value, String>);
+
 /// Splits a body into JSON values by line (NDJSON) or array element.
 /// `Err` when the body is not NDJSON or JSON at all.
-fn split_body(body: &[u8]) -> Result<Vec<(usize, Result<serde_json::Value, String>)>, ApiError> {
+fn split_body(body: &[u8]) -> Result<Vec<BodyLine>, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::BadRequest("body is not UTF-8".to_owned()))?;
     let trimmed = text.trim_start();
@@ -60,7 +64,7 @@ fn split_body(body: &[u8]) -> Result<Vec<(usize, Result<serde_json::Value, Strin
             .map(|(index, value)| (index + 1, Ok(value)))
             .collect());
     }
-    let lines: Vec<(usize, Result<serde_json::Value, String>)> = text
+    let lines: Vec<BodyLine> = text
         .lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())

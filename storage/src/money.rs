@@ -99,7 +99,7 @@ fn parse_decimal(input: &str, decimals: usize, quantity: Quantity) -> Result<u64
     }
     // Every character is now an ASCII digit: append the fraction, pad it to `decimals`, and
     // accumulate with checked arithmetic so that any length of input is safe.
-    let padding = std::iter::repeat(b'0').take(decimals - fraction.len());
+    let padding = std::iter::repeat_n(b'0', decimals - fraction.len());
     whole
         .bytes()
         .chain(fraction.bytes())

@@ -6,5 +6,6 @@ mod support;
 
 mod admin;
 mod crash;
+mod dashboard;
 mod feeds;
 mod payout;

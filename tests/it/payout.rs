@@ -53,7 +53,7 @@ async fn wait_state(world: &World, family_id: &str, program: &str, state: &str) 
 }
 
 fn this_month() -> String {
-    chrono::Utc::now().format("%Y-%m").to_string()
+    local_today().format("%Y-%m").to_string()
 }
 
 #[actix_rt::test]
@@ -95,7 +95,7 @@ async fn a_monthly_benefit_is_offered_consented_paid_and_paid_again_by_the_cycle
     assert_eq!(paid[0].amount, "69329.75");
     // The next month's cycle pays once, however often it runs; this month's
     // cycle pays nothing more.
-    let next = chrono::Utc::now().date_naive() + chrono::Duration::days(31);
+    let next = chrono::Datelike::with_day(&local_today(), 1).unwrap() + chrono::Duration::days(32);
     let next_month = next.format("%Y-%m").to_string();
     for _ in 0..2 {
         let (status, _) = post(
@@ -144,7 +144,7 @@ async fn newborn_family(
     phone: &str,
     with_account: bool,
 ) -> String {
-    let today = chrono::Utc::now().date_naive();
+    let today = local_today();
     let born = today - chrono::Duration::days(60);
     let mother = iin("1994-09-09", false, serial);
     let baby = iin(&born.to_string(), true, serial);
@@ -237,7 +237,7 @@ async fn a_one_off_goes_to_the_social_wallet_and_two_open_requests_need_their_co
     let paid = world.bank.payments();
     assert_eq!(paid.len(), 1, "{paid:?}");
     assert_eq!(paid[0].payee_fa, format!("{mother}@social-wallet"));
-    let born = chrono::Utc::now().date_naive() - chrono::Duration::days(60);
+    let born = local_today() - chrono::Duration::days(60);
     assert_eq!(
         paid[0].purpose,
         format!("birth_allowance {}", born.format("%Y-%m"))

@@ -385,3 +385,8 @@ pub async fn send_all(server: &Server, events: &[(&'static str, Value)]) {
         );
     }
 }
+
+/// Today in Kazakhstan (UTC+5), the date the service's rules use.
+pub fn local_today() -> chrono::NaiveDate {
+    actors::scoring::local_date(chrono::Utc::now())
+}
