@@ -52,6 +52,8 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Benchmarks, each beside a raw-sled baseline measured in the same run.
+    Bench(crate::bench::BenchArgs),
     /// Offline bulk load of feed events into the store.
     Load {
         #[arg(long)]
@@ -106,6 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Load { config, events } => load(config, events),
+        Command::Bench(arguments) => crate::bench::run(arguments),
     }
 }
 
@@ -193,49 +196,32 @@ fn load(config_path: PathBuf, events_path: PathBuf) -> anyhow::Result<()> {
         let running = service::start_with(load_config.clone(), clock, false).await?;
         let store = running.state.store.clone();
         let started = Instant::now();
-        let reader = std::io::BufReader::with_capacity(1 << 20, file);
-        let mut chunks: std::collections::BTreeMap<String, Vec<LogEntry>> = Default::default();
-        let (mut accepted, mut duplicates, mut rejected, mut pending) = (0usize, 0usize, 0usize, 0usize);
-        for (index, line) in reader.lines().enumerate() {
-            let line = line.context("reading the events file")?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            match load_line(&line, &config) {
-                Ok((agency, mut entry)) => {
-                    if let LogEntry::Feed { agency: slot, .. } = &mut entry {
-                        slot.clone_from(&agency);
-                    }
-                    chunks.entry(agency).or_default().push(entry);
-                    pending += 1;
-                }
-                Err(reason) => {
-                    rejected += 1;
-                    if rejected <= 20 {
-                        eprintln!("dfm: line {}: rejected: {reason}", index + 1);
-                    }
-                }
-            }
-            if pending >= LOAD_CHUNK_EVENTS {
-                let (a, d) = append_chunks(&store, &mut chunks)?;
-                accepted += a;
-                duplicates += d;
-                pending = 0;
-                running.state.inbox.wake();
-                // Backpressure: keep the unapplied log bounded.
-                while store.last_seq().saturating_sub(store.applied_through()?) > 4 * LOAD_CHUNK_EVENTS as u64 {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
+        // Reading and validating run on a thread of their own, a bounded channel
+        // ahead of the appends.
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Parsed>(LOAD_CHANNEL_CHUNKS);
+        let parser = std::thread::spawn(move || parse_file(file, &config, &sender));
+        let (mut accepted, mut duplicates) = (0usize, 0usize);
+        while let Some(chunk) = receiver.recv().await {
+            let (a, d) = append_chunks(&store, chunk)?;
+            accepted += a;
+            duplicates += d;
+            running.state.inbox.wake();
+            // Backpressure: keep the unapplied log bounded.
+            while store.last_seq().saturating_sub(store.applied_through()?) > 4 * LOAD_CHUNK_EVENTS as u64 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
-        let (a, d) = append_chunks(&store, &mut chunks)?;
-        accepted += a;
-        duplicates += d;
+        let rejected = parser
+            .join()
+            .map_err(|_| anyhow::anyhow!("the reader thread panicked"))??;
         running.state.inbox.wake();
         while store.applied_through()? < store.last_seq() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let families = store.family_count();
+        if std::env::var_os("DFM_LOAD_METRICS").is_some() {
+            eprintln!("{}", running.state.metrics.render());
+        }
         running.stop().await?;
         let seconds = started.elapsed().as_secs_f64();
         eprintln!(
@@ -246,12 +232,59 @@ fn load(config_path: PathBuf, events_path: PathBuf) -> anyhow::Result<()> {
     })
 }
 
-fn append_chunks(
-    store: &storage::Store,
-    chunks: &mut std::collections::BTreeMap<String, Vec<LogEntry>>,
-) -> anyhow::Result<(usize, usize)> {
+/// Chunks parsed ahead of the appends.
+pub const LOAD_CHANNEL_CHUNKS: usize = 4;
+
+type Parsed = std::collections::BTreeMap<String, Vec<LogEntry>>;
+
+/// Reads and validates the file, sending chunks of events grouped by agency;
+/// returns how many lines were rejected.
+fn parse_file(
+    file: std::fs::File,
+    config: &Config,
+    sender: &tokio::sync::mpsc::Sender<Parsed>,
+) -> anyhow::Result<usize> {
+    let reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut chunk = Parsed::new();
+    let (mut pending, mut rejected) = (0usize, 0usize);
+    for (index, line) in reader.lines().enumerate() {
+        let line = line.context("reading the events file")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match load_line(&line, config) {
+            Ok((agency, mut entry)) => {
+                if let LogEntry::Feed { agency: slot, .. } = &mut entry {
+                    slot.clone_from(&agency);
+                }
+                chunk.entry(agency).or_default().push(entry);
+                pending += 1;
+            }
+            Err(reason) => {
+                rejected += 1;
+                if rejected <= 20 {
+                    eprintln!("dfm: line {}: rejected: {reason}", index + 1);
+                }
+            }
+        }
+        if pending >= LOAD_CHUNK_EVENTS {
+            sender
+                .blocking_send(std::mem::take(&mut chunk))
+                .map_err(|_| anyhow::anyhow!("the loader stopped"))?;
+            pending = 0;
+        }
+    }
+    if pending > 0 {
+        sender
+            .blocking_send(chunk)
+            .map_err(|_| anyhow::anyhow!("the loader stopped"))?;
+    }
+    Ok(rejected)
+}
+
+fn append_chunks(store: &storage::Store, chunks: Parsed) -> anyhow::Result<(usize, usize)> {
     let (mut accepted, mut duplicates) = (0, 0);
-    for (agency, entries) in std::mem::take(chunks) {
+    for (agency, entries) in chunks {
         let appended = store.append_feed(&agency, entries)?;
         accepted += appended.seqs.len();
         duplicates += appended.duplicates.len();

@@ -2,6 +2,7 @@
 //! synthetic population, the built-in gateway simulators and the demo. The
 //! decisions live in `actors`, the records in `storage`.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod dashboard;

@@ -54,7 +54,8 @@ pub struct Running {
     pub state: web::Data<AppState>,
     servers: Vec<actix_web::dev::ServerHandle>,
     shutdown: watch::Sender<bool>,
-    dispatcher: tokio::task::JoinHandle<()>,
+    dispatcher: tokio::sync::oneshot::Receiver<()>,
+    dispatcher_arbiter: Arbiter,
     timers: tokio::task::JoinHandle<()>,
     arbiters: Vec<Arbiter>,
 }
@@ -159,7 +160,10 @@ pub async fn start_with_store(
         },
         wake,
     );
-    let dispatcher = actix_rt::spawn(dispatcher.run(shutdown_receiver.clone()));
+    // The dispatcher gets a thread of its own: it is the one sequential step.
+    let dispatcher_arbiter = Arbiter::new();
+    let (dispatcher_done, dispatcher_finished) = tokio::sync::oneshot::channel();
+    dispatcher_arbiter.spawn(dispatcher.run(shutdown_receiver.clone(), dispatcher_done));
     let timers = actix_rt::spawn(::actors::timers::run(
         inbox.clone(),
         clock.clone(),
@@ -224,7 +228,8 @@ pub async fn start_with_store(
         state,
         servers,
         shutdown,
-        dispatcher,
+        dispatcher: dispatcher_finished,
+        dispatcher_arbiter,
         timers,
         arbiters,
     })
@@ -240,6 +245,7 @@ impl Running {
         let _ = tokio::time::timeout(Duration::from_secs(60), self.dispatcher).await;
         let _ = self.timers.await;
         self.state.store.flush().context("flushing the store")?;
+        self.dispatcher_arbiter.stop();
         for arbiter in &self.arbiters {
             arbiter.stop();
         }

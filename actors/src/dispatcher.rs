@@ -29,8 +29,11 @@ use storage::{Store, StoreError};
 use tokio::sync::{watch, Notify};
 
 use crate::apply;
+use crate::bank::Disburse;
 use crate::family::{Apply, FamilyActor, FamilyEnvironment, FamilyError, FamilyInput};
 use crate::metrics::Metrics;
+use crate::notifier::SendSms;
+use storage::store::FamilyCommit;
 
 #[derive(Debug, Clone)]
 pub struct DispatcherConfig {
@@ -252,7 +255,11 @@ impl Dispatcher {
     }
 
     /// Runs until `shutdown` turns true and the log is drained as far as it was.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        mut shutdown: watch::Receiver<bool>,
+        done: tokio::sync::oneshot::Sender<()>,
+    ) {
         let mut last_idle_check = Instant::now();
         let mut idle_mark = self.directory.current_tick();
         loop {
@@ -291,6 +298,7 @@ impl Dispatcher {
             );
         }
         tracing::info!("dispatcher drained and stopped");
+        let _ = done.send(());
     }
 
     /// Dispatches one batch; returns how many log entries it consumed.
@@ -309,8 +317,14 @@ impl Dispatcher {
         for (seq, entry) in entries {
             self.route(seq, entry, &mut groups).await?;
         }
+        let routed = started.elapsed();
         self.deliver(&mut groups).await;
+        let delivered = started.elapsed();
         self.store.set_applied_through(last)?;
+        self.metrics
+            .observe("dfm_dispatch_route_seconds", &[], routed);
+        self.metrics
+            .observe("dfm_dispatch_deliver_seconds", &[], delivered - routed);
         self.metrics
             .add("dfm_log_entries_applied_total", &[], count as u64);
         self.metrics
@@ -404,77 +418,137 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Sends every pending group to its actor and waits for all of them.
+    /// Sends every pending group to its actor, waits for all of them, writes
+    /// their changes in one transaction, then hands SMS and payments on.
     async fn deliver(&self, groups: &mut Groups) {
         let batch = groups.take();
         if batch.is_empty() {
             return;
         }
-        let failed: Vec<(FamilyId, Vec<(u64, FamilyInput)>)> = stream::iter(batch)
-            .map(|(family_id, inputs)| async move {
-                match self.send(&family_id, inputs.clone()).await {
-                    Ok(()) => None,
-                    Err(_) => Some((family_id, inputs)),
+        let batch: Vec<(FamilyId, Arc<[(u64, FamilyInput)]>)> = batch
+            .into_iter()
+            .map(|(family_id, inputs)| (family_id, Arc::from(inputs)))
+            .collect();
+        loop {
+            let results: Vec<(usize, Result<FamilyCommit, FamilyError>)> =
+                stream::iter(batch.iter().cloned().enumerate())
+                    .map(|(index, (family_id, inputs))| async move {
+                        (index, self.send(&family_id, inputs).await)
+                    })
+                    .buffer_unordered(self.config.concurrency.max(1))
+                    .collect()
+                    .await;
+            let mut commits = Vec::with_capacity(results.len());
+            let mut failed = Vec::new();
+            for (index, result) in results {
+                match result {
+                    Ok(commit) => commits.push(commit),
+                    Err(_) => failed.push(index),
                 }
-            })
-            .buffer_unordered(self.config.concurrency.max(1))
-            .filter_map(|failed| async move { failed })
-            .collect()
-            .await;
-        for (family_id, inputs) in failed {
-            self.retry_one_by_one(&family_id, inputs).await;
+            }
+            for index in failed {
+                let (family_id, inputs) = &batch[index];
+                if let Some(commit) = self.retry_one_by_one(family_id, inputs.clone()).await {
+                    commits.push(commit);
+                }
+            }
+            let started = Instant::now();
+            match self.store.commit_families(&commits) {
+                Ok(()) => {
+                    self.metrics
+                        .observe("dfm_family_commit_seconds", &[], started.elapsed());
+                    self.hand_on(commits).await;
+                    return;
+                }
+                Err(error) => {
+                    // The actors already hold the unwritten state: stop them so
+                    // that they come back from disk, then try the batch again.
+                    tracing::error!(%error, "could not write a batch of families; retrying");
+                    for (family_id, _) in &batch {
+                        self.directory.forget(family_id);
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Written changes go out: SMS to the notifier, payments to the bank
+    /// gateway. Their mailboxes are bounded, so a slow gateway slows the
+    /// dispatcher instead of growing a queue.
+    async fn hand_on(&self, commits: Vec<FamilyCommit>) {
+        let environment = &self.directory.environment;
+        if !environment.outbound {
+            return;
+        }
+        for commit in commits {
+            for order in commit.sms {
+                let _ = environment.notifier.send(SendSms(order)).await;
+            }
+            for order in commit.payments {
+                let _ = environment.bank.send(Disburse(order)).await;
+            }
         }
     }
 
     async fn send(
         &self,
         family_id: &FamilyId,
-        inputs: Vec<(u64, FamilyInput)>,
-    ) -> Result<(), FamilyError> {
-        loop {
-            let address = match self.directory.activate(family_id) {
-                Ok(address) => address,
+        inputs: Arc<[(u64, FamilyInput)]>,
+    ) -> Result<FamilyCommit, FamilyError> {
+        let address = loop {
+            match self.directory.activate(family_id) {
+                Ok(address) => break address,
                 Err(error) => {
                     tracing::error!(%family_id, %error, "could not activate the family; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
                 }
-            };
-            match address
-                .send(Apply {
-                    inputs: inputs.clone(),
-                })
-                .await
-            {
-                Ok(Ok(_)) => return Ok(()),
-                Ok(Err(FamilyError::Store(reason))) => {
-                    // The disk, not the input: wait and try again, never drop it.
-                    tracing::error!(%family_id, %reason, "family could not be written; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Ok(Err(error)) => {
-                    self.directory.forget(family_id);
-                    return Err(error);
-                }
-                Err(_closed) => {
-                    self.directory.forget(family_id);
-                    return Err(FamilyError::Panicked(
-                        "the actor's mailbox closed".to_owned(),
-                    ));
-                }
+            }
+        };
+        match address.send(Apply { inputs }).await {
+            Ok(Ok(commit)) => Ok(commit),
+            Ok(Err(error)) => {
+                self.directory.forget(family_id);
+                Err(error)
+            }
+            Err(_closed) => {
+                self.directory.forget(family_id);
+                Err(FamilyError::Panicked(
+                    "the actor's mailbox closed".to_owned(),
+                ))
             }
         }
     }
 
     /// After a failure, applies the inputs one at a time so that a poison input
-    /// is found and set aside while the others go through.
-    async fn retry_one_by_one(&self, family_id: &FamilyId, inputs: Vec<(u64, FamilyInput)>) {
+    /// is found and set aside while the others go through. Each input that goes
+    /// through is written at once, so that the next one starts from it.
+    async fn retry_one_by_one(
+        &self,
+        family_id: &FamilyId,
+        inputs: Arc<[(u64, FamilyInput)]>,
+    ) -> Option<FamilyCommit> {
         self.metrics.inc("dfm_family_restarts_total", &[]);
-        for (seq, input) in inputs {
+        for (seq, input) in inputs.iter() {
+            let seq = *seq;
             let mut tries = 1;
             loop {
-                match self.send(family_id, vec![(seq, input.clone())]).await {
-                    Ok(()) => break,
+                let single: Arc<[(u64, FamilyInput)]> = Arc::from(vec![(seq, input.clone())]);
+                match self.send(family_id, single).await {
+                    Ok(commit) => {
+                        loop {
+                            match self.store.commit_family(&commit) {
+                                Ok(()) => break,
+                                Err(error) => {
+                                    tracing::error!(%family_id, %error, "could not write the family; retrying");
+                                    self.directory.forget(family_id);
+                                    tokio::time::sleep(Duration::from_secs(1)).await;
+                                }
+                            }
+                        }
+                        self.hand_on(vec![commit]).await;
+                        break;
+                    }
                     Err(error) if tries < self.config.poison_tries_max => {
                         tries += 1;
                         self.metrics.inc("dfm_family_restarts_total", &[]);
@@ -497,5 +571,6 @@ impl Dispatcher {
                 }
             }
         }
+        None
     }
 }

@@ -23,11 +23,11 @@ use storage::store::{counter, FamilyCommit, OpenRequest, PaymentOrder, SmsOrder,
 use storage::Store;
 
 use crate::apply;
-use crate::bank::{BankGateway, Disburse};
+use crate::bank::BankGateway;
 use crate::clock::Clock;
 use crate::entitlement::{self, Command, Notice, Recipient, Settings};
 use crate::metrics::Metrics;
-use crate::notifier::{Notifier, SendSms};
+use crate::notifier::Notifier;
 use crate::rules::Rules;
 use crate::scoring;
 use crate::texts::{self, BenefitNames};
@@ -651,11 +651,12 @@ pub enum FamilyError {
     Store(String),
 }
 
-/// Apply inputs in order; answers once they are written (not yet flushed).
+/// Apply inputs in order; answers with what to write (the dispatcher writes it).
 #[derive(Message)]
-#[rtype(result = "Result<usize, FamilyError>")]
+#[rtype(result = "Result<FamilyCommit, FamilyError>")]
 pub struct Apply {
-    pub inputs: Vec<(u64, FamilyInput)>,
+    /// Shared, so that the dispatcher keeps them for a retry without a copy.
+    pub inputs: Arc<[(u64, FamilyInput)]>,
 }
 
 /// The family's current record, for operators.
@@ -716,12 +717,13 @@ fn failpoint(inputs: &[(u64, FamilyInput)]) {
 fn failpoint(_inputs: &[(u64, FamilyInput)]) {}
 
 impl Handler<Apply> for FamilyActor {
-    type Result = ResponseActFuture<Self, Result<usize, FamilyError>>;
+    type Result = Result<FamilyCommit, FamilyError>;
 
     fn handle(&mut self, message: Apply, ctx: &mut Context<Self>) -> Self::Result {
         let span = tracing::debug_span!("family", family_id = %self.family_id, inputs = message.inputs.len());
         let _entered = span.enter();
         let environment = self.environment.clone();
+        let started = std::time::Instant::now();
         let existing = self.record.clone();
         let family_id = self.family_id.clone();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -754,7 +756,7 @@ impl Handler<Apply> for FamilyActor {
                     .unwrap_or_else(|| "unknown panic".to_owned());
                 tracing::error!(family_id = %self.family_id, %reason, "family handler panicked; stopping the actor");
                 ctx.stop();
-                return Box::pin(fut::ready(Err(FamilyError::Panicked(reason))));
+                return Err(FamilyError::Panicked(reason));
             }
         };
         for (seq, reason) in &outcome.ignored {
@@ -764,35 +766,14 @@ impl Handler<Apply> for FamilyActor {
         if outcome.applied > 0 {
             environment.metrics.inc("dfm_reevaluations_total", &[]);
         }
-        if let Err(error) = environment.store.commit_family(&outcome.commit) {
-            tracing::error!(family_id = %self.family_id, %error, "could not write the family");
-            return Box::pin(fut::ready(Err(FamilyError::Store(error.to_string()))));
-        }
-        let applied = outcome.applied;
+        environment
+            .metrics
+            .observe("dfm_family_process_seconds", &[], started.elapsed());
+        // The new state is kept at once; the dispatcher writes every family of the
+        // batch in one transaction, and if that fails it stops these actors so
+        // that they are re-activated from what is on disk.
         self.record = Some(outcome.record);
-        let sms = outcome.commit.sms;
-        let payments = outcome.commit.payments;
-        let notifier = environment.notifier.clone();
-        let bank = environment.bank.clone();
-        let (sms, payments) = if environment.outbound {
-            (sms, payments)
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        Box::pin(
-            async move {
-                // Bounded mailboxes: waiting here slows the dispatcher down instead
-                // of growing a queue without limit.
-                for order in sms {
-                    let _ = notifier.send(SendSms(order)).await;
-                }
-                for order in payments {
-                    let _ = bank.send(Disburse(order)).await;
-                }
-                Ok(applied)
-            }
-            .into_actor(self),
-        )
+        Ok(outcome.commit)
     }
 }
 
@@ -801,5 +782,517 @@ impl Handler<GetRecord> for FamilyActor {
 
     fn handle(&mut self, _: GetRecord, _: &mut Context<Self>) -> Self::Result {
         self.record.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use chrono::{Duration, NaiveDate, TimeZone};
+    use proptest::prelude::*;
+    use storage::event::{parse_event, ReplyAnswer, TimerKind};
+    use storage::ids::Sex;
+    use storage::money::Money;
+    use storage::record::Level;
+
+    use super::*;
+
+    fn rules() -> Rules {
+        Rules::load(
+            Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../config/programs.toml"
+            )),
+            2026,
+        )
+        .expect("the shipped catalogue loads")
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            reply_window: chrono::Duration::hours(72),
+            reminder_after: chrono::Duration::hours(48),
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 10, 9, 0, 0).unwrap()
+    }
+
+    fn family_id() -> FamilyId {
+        FamilyId::parse("fam-1").unwrap()
+    }
+
+    fn phone() -> Phone {
+        Phone::parse("+77011234567").unwrap()
+    }
+
+    /// The first IIN with a check digit for this birth day and sex.
+    fn iin(birth: &str, sex: Sex) -> Iin {
+        let birth: NaiveDate = birth.parse().unwrap();
+        (1..100)
+            .find_map(|serial| Iin::from_parts(birth, sex, serial))
+            .expect("some serial has a check digit")
+    }
+
+    fn head() -> Iin {
+        iin("1985-02-02", Sex::Female)
+    }
+
+    fn children() -> [Iin; 4] {
+        [
+            iin("2010-05-01", Sex::Male),
+            iin("2012-06-02", Sex::Female),
+            iin("2015-07-03", Sex::Male),
+            iin("2018-08-04", Sex::Female),
+        ]
+    }
+
+    fn event(id: &str, kind: &str, data: serde_json::Value) -> FamilyInput {
+        FamilyInput::Feed(
+            parse_event(serde_json::json!({
+                "id": id,
+                "type": kind,
+                "occurred_at": "2026-03-01T08:00:00Z",
+                "data": data,
+            }))
+            .expect("a valid event"),
+        )
+    }
+
+    /// A working mother with a phone, four children of school age, in Karaganda: eligible
+    /// for the large-family benefit and nothing else.
+    fn large_family() -> Vec<(u64, FamilyInput)> {
+        let mut inputs = vec![FamilyInput::Attach {
+            iin: head(),
+            role: Role::Head,
+            orphan: None,
+        }];
+        for child in children() {
+            inputs.push(FamilyInput::Attach {
+                iin: child,
+                role: Role::Child,
+                orphan: None,
+            });
+        }
+        let head = head().to_string();
+        inputs.push(event(
+            "address-1",
+            "family.address_changed",
+            serde_json::json!({"family_id": "fam-1", "region": "KZ-35", "locality": "urban"}),
+        ));
+        inputs.push(event(
+            "employment-1",
+            "employment.changed",
+            serde_json::json!({"iin": head, "status": "employed"}),
+        ));
+        for (index, month) in ["2025-12", "2026-01", "2026-02"].into_iter().enumerate() {
+            inputs.push(event(
+                &format!("income-{index}"),
+                "income.reported",
+                serde_json::json!({
+                    "iin": head, "month": month, "amount": "900000", "source": "salary"
+                }),
+            ));
+        }
+        inputs.push(event(
+            "contact-1",
+            "citizen.contact_changed",
+            serde_json::json!({"iin": head, "phone": "+77011234567"}),
+        ));
+        inputs
+            .into_iter()
+            .enumerate()
+            .map(|(index, input)| (u64::try_from(index).unwrap() + 1, input))
+            .collect()
+    }
+
+    fn no_codes_taken(_: &Phone) -> BTreeSet<u16> {
+        BTreeSet::new()
+    }
+
+    fn run(existing: Option<FamilyRecord>, inputs: &[(u64, FamilyInput)]) -> Outcome {
+        process(
+            existing,
+            &family_id(),
+            inputs,
+            &rules(),
+            &settings(),
+            now(),
+            &no_codes_taken,
+        )
+    }
+
+    fn large_family_entitlement(record: &FamilyRecord) -> &Entitlement {
+        let mut found = record
+            .entitlements
+            .iter()
+            .filter(|e| e.program == "large_family");
+        let entitlement = found.next().expect("a large_family entitlement");
+        assert!(found.next().is_none(), "one large_family entitlement");
+        entitlement
+    }
+
+    #[test]
+    fn four_children_and_a_phone_get_the_large_family_benefit_offered() {
+        let inputs = large_family();
+        let outcome = run(None, &inputs);
+        assert_eq!(outcome.applied, inputs.len());
+        assert_eq!(outcome.ignored, []);
+        let record = &outcome.record;
+        assert_eq!(record.applied_seq, 11);
+        assert_eq!(record.members.len(), 5);
+        let entitlement = large_family_entitlement(record);
+        let id = "fam-1-large_family-1";
+        assert_eq!(entitlement.id, id);
+        assert_eq!(entitlement.state, EntitlementState::Offered);
+        assert_eq!(entitlement.recipient, head());
+        // 16.03 MCI × 4325 KZT.
+        assert_eq!(entitlement.amount, Money::parse("69329.75").unwrap());
+        assert!(!entitlement.one_off);
+        assert_eq!(entitlement.offers, 1);
+        assert_eq!(entitlement.offered_at, Some(now()));
+        assert_eq!(entitlement.code, pick_code(id, &BTreeSet::new()));
+        // Nothing else is offered to this family.
+        let programs: Vec<&str> = record
+            .entitlements
+            .iter()
+            .map(|e| e.program.as_str())
+            .collect();
+        assert_eq!(programs, ["large_family"]);
+
+        let commit = &outcome.commit;
+        assert_eq!(commit.record.as_ref(), Some(record));
+        let sms: Vec<(&str, &Phone)> = commit
+            .sms
+            .iter()
+            .map(|order| (order.reference.as_str(), &order.to))
+            .collect();
+        assert_eq!(sms, [("fam-1-large_family-1-offer-1", &phone())]);
+        assert_eq!(commit.sms[0].family_id, Some(family_id()));
+        assert!(
+            commit.sms[0].text.contains(&entitlement.code.to_string()),
+            "the offer quotes the code: {}",
+            commit.sms[0].text
+        );
+        assert_eq!(
+            commit.requests_opened,
+            [(
+                phone(),
+                OpenRequest {
+                    family_id: family_id(),
+                    entitlement_id: id.to_owned(),
+                    code: entitlement.code,
+                }
+            )]
+        );
+        let timer = |kind, after: Duration| TimerRecord {
+            due_at: now() + after,
+            family_id: family_id(),
+            entitlement_id: id.to_owned(),
+            kind,
+        };
+        assert_eq!(
+            commit.timers_put,
+            [
+                timer(TimerKind::Reminder, Duration::hours(48)),
+                timer(TimerKind::Expiry, Duration::hours(72)),
+            ]
+        );
+        assert_eq!(commit.timers_removed, []);
+        assert_eq!(commit.requests_closed, []);
+        assert_eq!(commit.payments, []);
+        assert_eq!(commit.payments_settled, Vec::<String>::new());
+        let mut taken: Vec<Iin> = commit.orphans_taken.clone();
+        taken.sort();
+        let mut members: Vec<Iin> = record.members.iter().map(|m| m.facts.iin).collect();
+        members.sort();
+        assert_eq!(taken, members);
+        assert_eq!(commit.monthly, Some(false));
+
+        let level = record.evaluation.as_ref().expect("evaluated").level;
+        let mut expected = BTreeMap::new();
+        expected.insert(counter::FAMILIES.to_owned(), 1);
+        expected.insert(counter::CITIZENS.to_owned(), 5);
+        expected.insert(counter::level(level), 1);
+        expected.insert(
+            counter::region_level(Some(storage::ids::Region::Karaganda), level),
+            1,
+        );
+        expected.insert(counter::state(EntitlementState::Offered), 1);
+        assert_eq!(commit.counters, expected);
+    }
+
+    #[test]
+    fn replaying_applied_inputs_changes_nothing() {
+        let inputs = large_family();
+        let first = run(None, &inputs);
+        let again = run(Some(first.record.clone()), &inputs);
+        assert_eq!(again.applied, 0);
+        assert_eq!(again.ignored, []);
+        assert_eq!(again.record, first.record);
+        let commit = &again.commit;
+        assert_eq!(commit.record.as_ref(), Some(&first.record));
+        assert!(commit.counters.is_empty(), "{:?}", commit.counters);
+        assert!(commit.sms.is_empty());
+        assert!(commit.payments.is_empty());
+        assert!(commit.timers_put.is_empty());
+        assert!(commit.timers_removed.is_empty());
+        assert!(commit.requests_opened.is_empty());
+        assert!(commit.requests_closed.is_empty());
+        assert!(commit.orphans_taken.is_empty());
+        assert!(commit.orphans_put.is_empty());
+        assert_eq!(commit.monthly, Some(false));
+
+        // A prefix replayed onto the full record is skipped too.
+        let prefix = run(Some(first.record.clone()), &inputs[..3]);
+        assert_eq!(prefix.applied, 0);
+        assert_eq!(prefix.record, first.record);
+    }
+
+    #[test]
+    fn a_replayed_batch_with_a_new_input_applies_only_the_new_one() {
+        let inputs = large_family();
+        let first = run(None, &inputs);
+        let id = "fam-1-large_family-1".to_owned();
+        let code = large_family_entitlement(&first.record).code;
+        let mut batch = inputs.clone();
+        batch.push((
+            12,
+            FamilyInput::Internal(LogEntry::SmsReply {
+                family_id: family_id(),
+                entitlement_id: id.clone(),
+                answer: ReplyAnswer::Consent(PayoutChoice::SocialWallet),
+                received_at: now() + Duration::hours(1),
+            }),
+        ));
+        let second = run(Some(first.record.clone()), &batch);
+        assert_eq!(second.applied, 1);
+        assert_eq!(second.record.applied_seq, 12);
+        let entitlement = large_family_entitlement(&second.record);
+        assert_eq!(entitlement.state, EntitlementState::Consented);
+        let commit = &second.commit;
+        let reference = "fam-1-large_family-1-2026-03-1";
+        let orders: Vec<(&str, &str, &str, Money)> = commit
+            .payments
+            .iter()
+            .map(|order| {
+                (
+                    order.reference_id.as_str(),
+                    order.payee_fa.as_str(),
+                    order.purpose.as_str(),
+                    order.amount,
+                )
+            })
+            .collect();
+        let payee = format!("{}@social-wallet", head());
+        assert_eq!(
+            orders,
+            [(
+                reference,
+                payee.as_str(),
+                "large_family 2026-03",
+                Money::parse("69329.75").unwrap()
+            )]
+        );
+        assert_eq!(
+            commit.requests_closed,
+            [(
+                phone(),
+                OpenRequest {
+                    family_id: family_id(),
+                    entitlement_id: id.clone(),
+                    code,
+                }
+            )]
+        );
+        let removed: Vec<TimerKind> = commit.timers_removed.iter().map(|t| t.kind).collect();
+        assert_eq!(removed, [TimerKind::Reminder, TimerKind::Expiry]);
+        assert!(commit.timers_put.is_empty() && commit.sms.is_empty());
+        let mut expected = BTreeMap::new();
+        expected.insert(counter::state(EntitlementState::Offered), -1);
+        expected.insert(counter::state(EntitlementState::Consented), 1);
+        assert_eq!(commit.counters, expected);
+        assert_eq!(commit.monthly, Some(false));
+
+        // The bank's success makes it active and puts the family in the monthly cycle;
+        // the same answer replayed later is skipped by its sequence number.
+        let outcome = (
+            13,
+            FamilyInput::Internal(LogEntry::PaymentOutcome {
+                family_id: family_id(),
+                reference_id: reference.to_owned(),
+                succeeded: true,
+                reason: None,
+            }),
+        );
+        let third = run(Some(second.record.clone()), std::slice::from_ref(&outcome));
+        assert_eq!(
+            large_family_entitlement(&third.record).state,
+            EntitlementState::Active
+        );
+        assert_eq!(third.commit.payments_settled, [reference.to_owned()]);
+        assert_eq!(third.commit.monthly, Some(true));
+        assert_eq!(
+            third.commit.counters.get(counter::PAID_TOTAL_TIYN),
+            Some(&6_932_975)
+        );
+        let replayed = run(Some(third.record.clone()), &[outcome]);
+        assert_eq!(replayed.applied, 0);
+        assert_eq!(replayed.record, third.record);
+        assert!(replayed.commit.payments_settled.is_empty());
+    }
+
+    #[test]
+    fn the_new_request_avoids_codes_the_phone_already_uses() {
+        let id = "fam-1-large_family-1";
+        let natural = pick_code(id, &BTreeSet::new());
+        let taken_by_others = move |asked: &Phone| -> BTreeSet<u16> {
+            assert_eq!(asked, &phone());
+            [natural].into_iter().collect()
+        };
+        let outcome = process(
+            None,
+            &family_id(),
+            &large_family(),
+            &rules(),
+            &settings(),
+            now(),
+            &taken_by_others,
+        );
+        let entitlement = large_family_entitlement(&outcome.record);
+        assert_ne!(entitlement.code, natural);
+        assert_eq!(
+            entitlement.code,
+            pick_code(id, &[natural].into_iter().collect())
+        );
+        assert_eq!(outcome.commit.requests_opened[0].1.code, entitlement.code);
+    }
+
+    #[test]
+    fn without_a_phone_the_benefit_waits_for_one() {
+        let mut inputs = large_family();
+        inputs.pop();
+        let outcome = run(None, &inputs);
+        let entitlement = large_family_entitlement(&outcome.record);
+        assert_eq!(entitlement.state, EntitlementState::NoContact);
+        assert!(outcome.commit.sms.is_empty());
+        assert!(outcome.commit.requests_opened.is_empty());
+        assert!(outcome.commit.timers_put.is_empty());
+        assert_eq!(
+            outcome
+                .commit
+                .counters
+                .get(&counter::state(EntitlementState::NoContact)),
+            Some(&1)
+        );
+        // The phone arrives: the same entitlement is offered, no second one is made.
+        let contact = (
+            20,
+            event(
+                "contact-1",
+                "citizen.contact_changed",
+                serde_json::json!({"iin": head().to_string(), "phone": "+77011234567"}),
+            ),
+        );
+        let later = run(Some(outcome.record.clone()), &[contact]);
+        let entitlement = large_family_entitlement(&later.record);
+        assert_eq!(entitlement.id, "fam-1-large_family-1");
+        assert_eq!(entitlement.state, EntitlementState::Offered);
+        assert_eq!(later.commit.sms.len(), 1);
+        let mut expected = BTreeMap::new();
+        expected.insert(counter::state(EntitlementState::NoContact), -1);
+        expected.insert(counter::state(EntitlementState::Offered), 1);
+        assert_eq!(later.commit.counters, expected);
+    }
+
+    #[test]
+    fn an_input_for_someone_else_is_ignored_with_a_reason() {
+        let stranger = iin("1990-01-01", Sex::Male).to_string();
+        let inputs = [(
+            1,
+            event(
+                "contact-9",
+                "citizen.contact_changed",
+                serde_json::json!({"iin": stranger, "phone": "+77011234567"}),
+            ),
+        )];
+        let outcome = run(None, &inputs);
+        assert_eq!(outcome.applied, 1);
+        assert_eq!(outcome.ignored.len(), 1);
+        assert_eq!(outcome.ignored[0].0, 1);
+        assert!(
+            outcome.ignored[0].1.contains("is not a member"),
+            "{:?}",
+            outcome.ignored
+        );
+        assert_eq!(outcome.record.applied_seq, 1);
+    }
+
+    #[test]
+    fn pick_code_is_stable_and_moves_past_taken_codes() {
+        fn taken(codes: &[u16]) -> BTreeSet<u16> {
+            codes.iter().copied().collect()
+        }
+        let id = "fam-1-large_family-1";
+        let natural = pick_code(id, &taken(&[]));
+        assert!((1000..=9999).contains(&natural));
+        assert_eq!(pick_code(id, &taken(&[])), natural, "deterministic");
+        // Pinned: the FNV-1a hash must not change between builds, or a replay after an
+        // upgrade would pick another code than the SMS already sent quoted.
+        // The offset basis alone (0x811c9dc5 % 9000 = 7261), and FNV-1a("a") = 0xe40c292c.
+        assert_eq!(pick_code("", &taken(&[])), 8261);
+        assert_eq!(pick_code("a", &taken(&[])), 4220);
+        assert_eq!(natural, 4538);
+        let next = |code: u16| if code == 9999 { 1000 } else { code + 1 };
+        assert_eq!(pick_code(id, &taken(&[natural])), next(natural));
+        assert_eq!(
+            pick_code(id, &taken(&[natural, next(natural)])),
+            next(next(natural))
+        );
+        // Codes taken elsewhere do not matter.
+        assert_eq!(pick_code(id, &taken(&[next(natural)])), natural);
+        // The only free code is found, wherever it is.
+        let all_but =
+            |free: u16| -> BTreeSet<u16> { (1000..=9999).filter(|c| *c != free).collect() };
+        for free in [1000, 1234, 9999, natural] {
+            assert_eq!(pick_code(id, &all_but(free)), free);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn pick_code_never_returns_a_taken_code(
+            id in "[a-z0-9_-]{1,40}",
+            taken in proptest::collection::btree_set(1000u16..=9999, 0..200),
+            dense_from in 1000u16..=9999,
+            dense_count in 0u16..300,
+        ) {
+            // Some random codes, and a run of consecutive ones to walk past (wrapping).
+            let mut taken = taken;
+            for step in 0..dense_count {
+                taken.insert(1000 + (dense_from - 1000 + step) % 9000);
+            }
+            let code = pick_code(&id, &taken);
+            prop_assert!((1000..=9999).contains(&code));
+            prop_assert!(!taken.contains(&code));
+            prop_assert_eq!(pick_code(&id, &taken), code);
+        }
+    }
+
+    #[test]
+    fn the_family_is_scored() {
+        let outcome = run(None, &large_family());
+        let evaluation = outcome.record.evaluation.expect("evaluated");
+        assert!(Level::ALL.contains(&evaluation.level));
+        assert_eq!(evaluation.evaluated_at, now());
+        assert!(outcome
+            .record
+            .history
+            .iter()
+            .any(|entry| entry.what == "eligible for large_family"));
     }
 }

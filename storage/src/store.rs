@@ -542,6 +542,22 @@ impl Store {
 
     /// Writes one family's changes atomically (see [`FamilyCommit`]).
     pub fn commit_family(&self, commit: &FamilyCommit) -> Result<()> {
+        self.commit_families(std::slice::from_ref(commit))
+    }
+
+    /// Writes many families' changes in one transaction: the group commit of a
+    /// dispatch batch. sled serialises transactions, so one per batch costs far
+    /// less than one per family.
+    pub fn commit_families(&self, commits: &[FamilyCommit]) -> Result<()> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let mut counters: BTreeMap<String, i64> = BTreeMap::new();
+        for commit in commits {
+            for (name, delta) in &commit.counters {
+                *counters.entry(name.clone()).or_insert(0) += delta;
+            }
+        }
         let t = &self.trees;
         let trees = (
             &t.families,
@@ -555,9 +571,12 @@ impl Store {
         );
         let result = trees.transaction(
             |(families, orphans, sms, payments, timers, requests, monthly, stats)| {
-                write_commit(
-                    commit, families, orphans, sms, payments, timers, requests, monthly, stats,
-                )
+                for commit in commits {
+                    write_commit(
+                        commit, families, orphans, sms, payments, timers, requests, monthly,
+                    )?;
+                }
+                write_counters(&counters, stats)
             },
         );
         result.map_err(|e: TransactionError<()>| match e {
@@ -766,7 +785,6 @@ fn write_commit(
     timers: &TransactionalTree,
     requests: &TransactionalTree,
     monthly: &TransactionalTree,
-    stats: &TransactionalTree,
 ) -> Abortable<()> {
     if let Some(record) = &commit.record {
         families.insert(record.family_id.as_str().as_bytes(), encode(record))?;
@@ -810,7 +828,11 @@ fn write_commit(
             &u64::from(request.code).to_be_bytes()[..],
         )?;
     }
-    for (name, delta) in &commit.counters {
+    Ok(())
+}
+
+fn write_counters(counters: &BTreeMap<String, i64>, stats: &TransactionalTree) -> Abortable<()> {
+    for (name, delta) in counters {
         if *delta == 0 {
             continue;
         }
@@ -854,5 +876,718 @@ pub mod counter {
             ReviewVerdict::Verified => "review:verified".to_owned(),
             ReviewVerdict::Disputed => "review:disputed".to_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+    use crate::event::{EventData, FeedEvent};
+    use crate::ids::{Iban, Month};
+    use crate::record::{EntitlementState, Level};
+
+    fn at(hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 10, hour, 0, 0).unwrap()
+    }
+
+    fn iin() -> Iin {
+        Iin::parse("061211600012").unwrap()
+    }
+
+    fn family_id(text: &str) -> FamilyId {
+        FamilyId::parse(text).unwrap()
+    }
+
+    fn phone(text: &str) -> Phone {
+        Phone::parse(text).unwrap()
+    }
+
+    /// A feed entry with this event id (a wallet opening; the content does not matter here).
+    fn feed(id: &str) -> LogEntry {
+        LogEntry::Feed {
+            agency: "payments".to_owned(),
+            event: FeedEvent {
+                id: id.to_owned(),
+                occurred_at: at(9),
+                data: EventData::SocialWalletOpened { iin: iin() },
+            },
+        }
+    }
+
+    fn cycle(family: &str, month: &str) -> LogEntry {
+        LogEntry::CycleDue {
+            family_id: family_id(family),
+            month: Month::parse(month).unwrap(),
+        }
+    }
+
+    /// The event ids (or `cycle <month>`) of log entries after `after`, with their seqs.
+    fn log(store: &Store, after: u64) -> Vec<(u64, String)> {
+        store
+            .read_log(after, 100)
+            .unwrap()
+            .into_iter()
+            .map(|(seq, entry)| {
+                let what = match entry {
+                    LogEntry::Feed { event, .. } => event.id,
+                    LogEntry::CycleDue { month, .. } => format!("cycle {month}"),
+                    other => format!("{other:?}"),
+                };
+                (seq, what)
+            })
+            .collect()
+    }
+
+    fn appended(seqs: &[u64], duplicates: &[usize]) -> Appended {
+        Appended {
+            seqs: seqs.to_vec(),
+            duplicates: duplicates.to_vec(),
+        }
+    }
+
+    fn owned(entries: &[(u64, &str)]) -> Vec<(u64, String)> {
+        entries
+            .iter()
+            .map(|(seq, what)| (*seq, (*what).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn append_feed_skips_duplicates_within_and_across_batches() {
+        let store = Store::open_temporary().unwrap();
+        assert_eq!(store.last_seq(), 0);
+        let first = store
+            .append_feed("payments", vec![feed("a"), feed("b"), feed("a")])
+            .unwrap();
+        assert_eq!(first, appended(&[1, 2], &[2]));
+        let second = store
+            .append_feed("payments", vec![feed("b"), feed("c"), feed("c"), feed("d")])
+            .unwrap();
+        assert_eq!(second, appended(&[3, 4], &[0, 2]));
+        // Ids are an agency's own: another agency may use the same one.
+        let other = store.append_feed("health", vec![feed("a")]).unwrap();
+        assert_eq!(other, appended(&[5], &[]));
+        // A batch of nothing but duplicates writes nothing and uses no sequence number.
+        let repeat = store
+            .append_feed("payments", vec![feed("a"), feed("d")])
+            .unwrap();
+        assert_eq!(repeat, appended(&[], &[0, 1]));
+        assert_eq!(store.last_seq(), 5);
+        assert_eq!(
+            log(&store, 0),
+            owned(&[(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "a")])
+        );
+    }
+
+    #[test]
+    fn sequence_numbers_increase_across_feed_internal_and_replies() {
+        let store = Store::open_temporary().unwrap();
+        assert_eq!(
+            store.append_feed("payments", vec![feed("a")]).unwrap().seqs,
+            [1]
+        );
+        assert_eq!(
+            store
+                .append_internal(&[cycle("fam-1", "2026-03"), cycle("fam-2", "2026-03")])
+                .unwrap(),
+            [2, 3]
+        );
+        assert_eq!(
+            store
+                .append_sms_reply("msg-1", Some(cycle("fam-1", "2026-04")))
+                .unwrap(),
+            Some(4)
+        );
+        // The same inbound message again is a repeat and appends nothing.
+        assert_eq!(
+            store
+                .append_sms_reply("msg-1", Some(cycle("fam-1", "2026-04")))
+                .unwrap(),
+            None
+        );
+        // A reply that matched nothing is remembered without using a sequence number.
+        assert_eq!(store.append_sms_reply("msg-2", None).unwrap(), Some(5));
+        assert_eq!(store.append_sms_reply("msg-2", None).unwrap(), None);
+        assert_eq!(
+            store.append_feed("payments", vec![feed("b")]).unwrap().seqs,
+            [5]
+        );
+        assert_eq!(store.last_seq(), 5);
+        let seqs: Vec<u64> = log(&store, 0).into_iter().map(|(seq, _)| seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn read_log_starts_after_the_watermark_and_stops_at_the_limit() {
+        let store = Store::open_temporary().unwrap();
+        store
+            .append_feed("payments", vec![feed("a"), feed("b"), feed("c"), feed("d")])
+            .unwrap();
+        fn check(store: &Store, after: u64, limit: usize, expected: &[(u64, &str)]) {
+            let actual: Vec<(u64, String)> = store
+                .read_log(after, limit)
+                .unwrap()
+                .into_iter()
+                .map(|(seq, entry)| match entry {
+                    LogEntry::Feed { event, .. } => (seq, event.id),
+                    other => panic!("unexpected {other:?}"),
+                })
+                .collect();
+            assert_eq!(actual, owned(expected), "after {after} limit {limit}");
+        }
+        check(&store, 0, 10, &[(1, "a"), (2, "b"), (3, "c"), (4, "d")]);
+        check(&store, 1, 10, &[(2, "b"), (3, "c"), (4, "d")]);
+        check(&store, 2, 1, &[(3, "c")]);
+        check(&store, 0, 0, &[]);
+        check(&store, 4, 10, &[]);
+        check(&store, 99, 10, &[]);
+        check(&store, u64::MAX, 10, &[]);
+    }
+
+    #[test]
+    fn set_applied_through_trims_the_log_but_keeps_dedup() {
+        let store = Store::open_temporary().unwrap();
+        store
+            .append_feed("payments", vec![feed("a"), feed("b"), feed("c")])
+            .unwrap();
+        assert_eq!(store.applied_through().unwrap(), 0);
+        store.set_applied_through(2).unwrap();
+        assert_eq!(store.applied_through().unwrap(), 2);
+        assert_eq!(log(&store, 0), owned(&[(3, "c")]));
+        // A resent id is still a duplicate after its entry left the log.
+        assert_eq!(
+            store
+                .append_feed("payments", vec![feed("a"), feed("e")])
+                .unwrap(),
+            appended(&[4], &[0])
+        );
+        store.set_applied_through(4).unwrap();
+        assert_eq!(log(&store, 0), []);
+        assert_eq!(store.last_seq(), 4);
+        assert_eq!(
+            store.append_feed("payments", vec![feed("b")]).unwrap(),
+            appended(&[], &[0])
+        );
+    }
+
+    #[test]
+    fn reopening_keeps_sequence_numbers_monotonic() {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(directory.path()).unwrap();
+            store
+                .append_feed("payments", vec![feed("a"), feed("b")])
+                .unwrap();
+            store.append_internal(&[cycle("fam-1", "2026-03")]).unwrap();
+            store.flush().unwrap();
+        }
+        {
+            let store = Store::open(directory.path()).unwrap();
+            assert_eq!(store.last_seq(), 3);
+            assert_eq!(
+                store
+                    .append_feed("payments", vec![feed("b"), feed("c")])
+                    .unwrap(),
+                appended(&[4], &[0])
+            );
+            // Everything applied: the log is empty, only the watermark remembers.
+            store.set_applied_through(4).unwrap();
+            assert_eq!(log(&store, 0), []);
+            store.flush().unwrap();
+        }
+        {
+            let store = Store::open(directory.path()).unwrap();
+            assert_eq!(store.last_seq(), 4);
+            assert_eq!(store.applied_through().unwrap(), 4);
+            assert_eq!(
+                store.append_internal(&[cycle("fam-1", "2026-04")]).unwrap(),
+                [5]
+            );
+            assert_eq!(
+                store.append_feed("payments", vec![feed("a")]).unwrap(),
+                appended(&[], &[0])
+            );
+            store.flush().unwrap();
+        }
+        let store = Store::open(directory.path()).unwrap();
+        assert_eq!(store.last_seq(), 5);
+        assert_eq!(log(&store, 4), owned(&[(5, "cycle 2026-04")]));
+    }
+
+    fn record(family: &str) -> FamilyRecord {
+        let mut record = FamilyRecord::new(family_id(family));
+        record.applied_seq = 7;
+        record.next_entitlement_number = 2;
+        record
+    }
+
+    fn sms(reference: &str) -> SmsOrder {
+        SmsOrder {
+            reference: reference.to_owned(),
+            to: phone("+77011234567"),
+            text: "offer".to_owned(),
+            family_id: Some(family_id("fam-1")),
+            created_at: at(9),
+        }
+    }
+
+    fn payment(reference_id: &str) -> PaymentOrder {
+        let iban = Iban::parse("KZ86125KZT5004100100").unwrap();
+        PaymentOrder {
+            reference_id: reference_id.to_owned(),
+            family_id: family_id("fam-1"),
+            entitlement_id: "fam-1-large_family-1".to_owned(),
+            payee_fa: format!("{}@{}", iban.as_str(), iban.bank_code()),
+            amount: Money::from_tiyn(6_933_475),
+            purpose: "large_family 2026-03".to_owned(),
+            note: "dfm fam-1-large_family-1 2026-03".to_owned(),
+            created_at: at(9),
+        }
+    }
+
+    fn timer(family: &str, hour: u32, kind: TimerKind) -> TimerRecord {
+        TimerRecord {
+            due_at: at(hour),
+            family_id: family_id(family),
+            entitlement_id: format!("{family}-large_family-1"),
+            kind,
+        }
+    }
+
+    fn request(family: &str, code: u16) -> OpenRequest {
+        OpenRequest {
+            family_id: family_id(family),
+            entitlement_id: format!("{family}-large_family-1"),
+            code,
+        }
+    }
+
+    fn counters(entries: &[(&str, i64)]) -> BTreeMap<String, i64> {
+        entries
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), *value))
+            .collect()
+    }
+
+    #[test]
+    fn commit_family_writes_the_record_and_every_side_table() {
+        let store = Store::open_temporary().unwrap();
+        let phone = phone("+77011234567");
+        let orphan = CitizenFacts::new(iin());
+        store.put_orphan(&orphan).unwrap();
+        let mut leaving = CitizenFacts::new(Iin::parse("900415300509").unwrap());
+        leaving.applied_seq = 7;
+        let mut commit = FamilyCommit {
+            record: Some(record("fam-1")),
+            orphans_taken: vec![iin()],
+            orphans_put: vec![leaving.clone()],
+            sms: vec![sms("fam-1-large_family-1-offer-1")],
+            payments: vec![payment("fam-1-large_family-1-2026-03-1")],
+            timers_put: vec![
+                timer("fam-1", 11, TimerKind::Expiry),
+                timer("fam-1", 10, TimerKind::Reminder),
+            ],
+            requests_opened: vec![(phone.clone(), request("fam-1", 4321))],
+            monthly: Some(true),
+            ..FamilyCommit::default()
+        };
+        commit.count(counter::FAMILIES, 1);
+        commit.count(counter::level(Level::C), 1);
+        commit.count(counter::state(EntitlementState::Offered), 1);
+        commit.count(counter::state(EntitlementState::Offered), 1);
+        commit.count("zero", 0);
+        store.commit_family(&commit).unwrap();
+
+        assert_eq!(
+            store.family(&family_id("fam-1")).unwrap(),
+            Some(record("fam-1"))
+        );
+        assert_eq!(store.family_count(), 1);
+        assert_eq!(store.orphan(&iin()).unwrap(), None);
+        assert_eq!(store.orphan(&leaving.iin).unwrap(), Some(leaving));
+        assert_eq!(
+            store.sms_outbox().unwrap(),
+            [sms("fam-1-large_family-1-offer-1")]
+        );
+        assert_eq!(
+            store.payment_outbox().unwrap(),
+            [payment("fam-1-large_family-1-2026-03-1")]
+        );
+        assert_eq!(
+            store
+                .payment_order("fam-1-large_family-1-2026-03-1")
+                .unwrap(),
+            Some(payment("fam-1-large_family-1-2026-03-1"))
+        );
+        assert_eq!(store.payment_order("nothing").unwrap(), None);
+        assert_eq!(store.timer_count(), 2);
+        assert_eq!(
+            store.due_timers(at(23), 10).unwrap(),
+            [
+                timer("fam-1", 10, TimerKind::Reminder),
+                timer("fam-1", 11, TimerKind::Expiry)
+            ]
+        );
+        assert_eq!(
+            store.open_requests(&phone).unwrap(),
+            [request("fam-1", 4321)]
+        );
+        let monthly: Vec<FamilyId> = store.monthly_families().map(Result::unwrap).collect();
+        assert_eq!(monthly, [family_id("fam-1")]);
+        assert_eq!(
+            store.stats().unwrap(),
+            counters(&[("families", 1), ("level:C", 1), ("state:offered", 2)])
+        );
+
+        // The next commit settles, cancels, closes and moves the counters on.
+        let mut commit = FamilyCommit {
+            record: Some(record("fam-1")),
+            payments_settled: vec!["fam-1-large_family-1-2026-03-1".to_owned()],
+            timers_removed: vec![
+                timer("fam-1", 10, TimerKind::Reminder),
+                timer("fam-1", 11, TimerKind::Expiry),
+            ],
+            requests_closed: vec![(phone.clone(), request("fam-1", 4321))],
+            monthly: Some(false),
+            ..FamilyCommit::default()
+        };
+        commit.count(counter::state(EntitlementState::Offered), -2);
+        commit.count(counter::state(EntitlementState::Active), 1);
+        store.commit_family(&commit).unwrap();
+        assert_eq!(store.payment_outbox().unwrap(), []);
+        assert_eq!(store.timer_count(), 0);
+        assert_eq!(store.open_requests(&phone).unwrap(), []);
+        assert_eq!(store.monthly_families().count(), 0);
+        assert_eq!(
+            store.stats().unwrap(),
+            counters(&[
+                ("families", 1),
+                ("level:C", 1),
+                ("state:active", 1),
+                ("state:offered", 0)
+            ])
+        );
+        // The SMS outbox is emptied by the notifier, not by the family.
+        assert_eq!(store.sms_outbox().unwrap().len(), 1);
+        store.remove_sms("fam-1-large_family-1-offer-1").unwrap();
+        assert_eq!(store.sms_outbox().unwrap(), []);
+    }
+
+    #[test]
+    fn a_commit_without_a_record_leaves_the_monthly_index_alone() {
+        let store = Store::open_temporary().unwrap();
+        store
+            .commit_family(&FamilyCommit {
+                record: Some(record("fam-1")),
+                monthly: Some(true),
+                ..FamilyCommit::default()
+            })
+            .unwrap();
+        store
+            .commit_family(&FamilyCommit {
+                monthly: Some(false),
+                sms: vec![sms("help-1")],
+                ..FamilyCommit::default()
+            })
+            .unwrap();
+        assert_eq!(store.monthly_families().count(), 1);
+        assert_eq!(store.sms_outbox().unwrap(), [sms("help-1")]);
+    }
+
+    #[test]
+    fn a_payment_settled_in_its_own_commit_never_reaches_the_outbox() {
+        let store = Store::open_temporary().unwrap();
+        store
+            .commit_family(&FamilyCommit {
+                payments: vec![payment("ref-1")],
+                payments_settled: vec!["ref-1".to_owned()],
+                ..FamilyCommit::default()
+            })
+            .unwrap();
+        assert_eq!(store.payment_outbox().unwrap(), []);
+    }
+
+    #[test]
+    fn due_timers_come_in_time_order_and_go_when_removed() {
+        let store = Store::open_temporary().unwrap();
+        let timers = [
+            timer("fam-b", 12, TimerKind::Expiry),
+            timer("fam-a", 10, TimerKind::Reminder),
+            timer("fam-c", 14, TimerKind::Reminder),
+            timer("fam-a", 12, TimerKind::Expiry),
+            timer("fam-a", 12, TimerKind::Reminder),
+        ];
+        store
+            .commit_family(&FamilyCommit {
+                timers_put: timers.to_vec(),
+                ..FamilyCommit::default()
+            })
+            .unwrap();
+        fn check(store: &Store, now: DateTime<Utc>, limit: usize, expected: &[&str]) {
+            let actual: Vec<String> = store
+                .due_timers(now, limit)
+                .unwrap()
+                .into_iter()
+                .map(|timer| {
+                    format!(
+                        "{} {} {:?}",
+                        timer.due_at.format("%H:%M"),
+                        timer.family_id,
+                        timer.kind
+                    )
+                })
+                .collect();
+            assert_eq!(actual, expected, "now {now} limit {limit}");
+        }
+        check(&store, at(9), 10, &[]);
+        check(&store, at(10) - Duration::milliseconds(1), 10, &[]);
+        check(&store, at(10), 10, &["10:00 fam-a Reminder"]);
+        // Same due time: by family, then by entitlement and kind (E before R).
+        check(
+            &store,
+            at(12),
+            10,
+            &[
+                "10:00 fam-a Reminder",
+                "12:00 fam-a Expiry",
+                "12:00 fam-a Reminder",
+                "12:00 fam-b Expiry",
+            ],
+        );
+        check(
+            &store,
+            at(12),
+            2,
+            &["10:00 fam-a Reminder", "12:00 fam-a Expiry"],
+        );
+        let due = store.due_timers(at(12), 2).unwrap();
+        store.remove_timers(&due).unwrap();
+        assert_eq!(store.timer_count(), 3);
+        check(
+            &store,
+            at(23),
+            10,
+            &[
+                "12:00 fam-a Reminder",
+                "12:00 fam-b Expiry",
+                "14:00 fam-c Reminder",
+            ],
+        );
+        // Removing what is not there is no error.
+        store.remove_timers(&due).unwrap();
+        assert_eq!(store.timer_count(), 3);
+    }
+
+    #[test]
+    fn open_requests_are_read_back_by_phone() {
+        let store = Store::open_temporary().unwrap();
+        let first = phone("+77011234567");
+        let second = phone("+77011234568");
+        let mut other_entitlement = request("fam-1", 9999);
+        other_entitlement.entitlement_id = "fam-1-tsa-2".to_owned();
+        store
+            .commit_family(&FamilyCommit {
+                requests_opened: vec![
+                    (first.clone(), request("fam-2", 1000)),
+                    (first.clone(), request("fam-1", 4321)),
+                    (first.clone(), other_entitlement.clone()),
+                    (second.clone(), request("fam-3", 65535)),
+                ],
+                ..FamilyCommit::default()
+            })
+            .unwrap();
+        assert_eq!(
+            store.open_requests(&first).unwrap(),
+            [
+                request("fam-1", 4321),
+                other_entitlement,
+                request("fam-2", 1000)
+            ]
+        );
+        assert_eq!(
+            store.open_requests(&second).unwrap(),
+            [request("fam-3", 65535)]
+        );
+        assert_eq!(store.open_requests(&phone("+77000000000")).unwrap(), []);
+    }
+
+    #[test]
+    fn a_bad_phone_request_key_is_corrupt_not_a_panic() {
+        let store = Store::open_temporary().unwrap();
+        let tree = store.db().open_tree("phone_requests").unwrap();
+        tree.insert(b"+77011234567\0no-separator", &4321u64.to_be_bytes()[..])
+            .unwrap();
+        match store.open_requests(&phone("+77011234567")) {
+            Err(StoreError::Corrupt { tree, .. }) => assert_eq!(tree, "phone_requests"),
+            other => panic!("expected corrupt, got {other:?}"),
+        }
+        tree.clear().unwrap();
+        tree.insert(b"+77011234567\0fam-1\0e-1", &70_000u64.to_be_bytes()[..])
+            .unwrap();
+        match store.open_requests(&phone("+77011234567")) {
+            Err(StoreError::Corrupt { tree, reason, .. }) => {
+                assert_eq!(
+                    (tree, reason.as_str()),
+                    ("phone_requests", "code out of range")
+                );
+            }
+            other => panic!("expected corrupt, got {other:?}"),
+        }
+    }
+
+    fn audit_entry(action: &str) -> AuditEntry {
+        AuditEntry {
+            at: at(9),
+            operator: "op-1".to_owned(),
+            role: "operator".to_owned(),
+            remote_addr: "127.0.0.1:1".to_owned(),
+            action: action.to_owned(),
+            target: "fam-1".to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_audit_log_only_grows() {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(directory.path()).unwrap();
+            assert_eq!(store.audit(&audit_entry("read")).unwrap(), 1);
+            assert_eq!(store.audit(&audit_entry("reoffer")).unwrap(), 2);
+            assert_eq!(store.audit(&audit_entry("read")).unwrap(), 3);
+            let actions: Vec<(u64, String)> = store
+                .audit_after(1, 10)
+                .unwrap()
+                .into_iter()
+                .map(|(seq, entry)| (seq, entry.action))
+                .collect();
+            assert_eq!(actions, owned(&[(2, "reoffer"), (3, "read")]));
+            assert_eq!(store.audit_after(0, 1).unwrap().len(), 1);
+            assert_eq!(store.audit_after(3, 10).unwrap(), []);
+            store.flush().unwrap();
+        }
+        let store = Store::open(directory.path()).unwrap();
+        // After a restart the sequence goes on; nothing is overwritten.
+        assert_eq!(store.audit(&audit_entry("review")).unwrap(), 4);
+        let all = store.audit_after(0, 10).unwrap();
+        let seqs: Vec<u64> = all.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
+        assert_eq!(all[0].1, audit_entry("read"));
+    }
+
+    #[test]
+    fn orphans_the_citizen_index_quarantine_and_counters() {
+        let store = Store::open_temporary().unwrap();
+        let mut facts = CitizenFacts::new(iin());
+        facts.social_wallet = true;
+        store.put_orphan(&facts).unwrap();
+        assert_eq!(store.orphan(&iin()).unwrap(), Some(facts));
+
+        assert_eq!(store.family_of(&iin()).unwrap(), None);
+        store
+            .set_family_of(&iin(), Some(&family_id("fam-1")))
+            .unwrap();
+        assert_eq!(store.family_of(&iin()).unwrap(), Some(family_id("fam-1")));
+        assert_eq!(store.citizen_count(), 1);
+        store.set_family_of(&iin(), None).unwrap();
+        assert_eq!(store.family_of(&iin()).unwrap(), None);
+
+        let record = QuarantineRecord {
+            seq: 12,
+            family_id: family_id("fam-1"),
+            reason: "panicked twice".to_owned(),
+            at: at(9),
+        };
+        store.quarantine(&record).unwrap();
+        assert_eq!(store.quarantined().unwrap(), [record]);
+
+        store
+            .add_counters(&counters(&[("families", 2), ("citizens", 5)]))
+            .unwrap();
+        store.add_counters(&counters(&[("families", -1)])).unwrap();
+        assert_eq!(
+            store.stats().unwrap(),
+            counters(&[("citizens", 5), ("families", 1)])
+        );
+    }
+
+    #[test]
+    fn families_after_pages_in_id_order() {
+        let store = Store::open_temporary().unwrap();
+        for family in ["fam-3", "fam-1", "fam-2"] {
+            store
+                .commit_family(&FamilyCommit {
+                    record: Some(record(family)),
+                    ..FamilyCommit::default()
+                })
+                .unwrap();
+        }
+        let page = |after: Option<&str>, limit: usize| -> Vec<String> {
+            store
+                .families_after(after, limit)
+                .map(|record| record.unwrap().family_id.to_string())
+                .collect()
+        };
+        assert_eq!(page(None, 10), ["fam-1", "fam-2", "fam-3"]);
+        assert_eq!(page(None, 2), ["fam-1", "fam-2"]);
+        assert_eq!(page(Some("fam-2"), 10), ["fam-3"]);
+        assert_eq!(page(Some("fam-3"), 10), Vec::<String>::new());
+    }
+
+    /// Writes `bytes` as the stored value of family `fam-1` and renders what reading it gives.
+    fn read_corrupt_family(bytes: &[u8]) -> String {
+        let store = Store::open_temporary().unwrap();
+        store
+            .db()
+            .open_tree("families")
+            .unwrap()
+            .insert(b"fam-1", bytes)
+            .unwrap();
+        let direct = match store.family(&family_id("fam-1")) {
+            Err(StoreError::Corrupt { tree, key, reason }) => {
+                format!("corrupt {tree} {key}: {reason}")
+            }
+            other => panic!("expected corrupt, got {other:?}"),
+        };
+        // Listing the families meets the same value and says the same.
+        let listed = store.families_after(None, 10).collect::<Vec<_>>();
+        assert_eq!(listed.len(), 1);
+        match &listed[0] {
+            Err(StoreError::Corrupt { tree, key, .. }) => {
+                assert_eq!((*tree, key.as_str()), ("families", "fam-1"));
+            }
+            other => panic!("expected corrupt, got {other:?}"),
+        }
+        direct
+    }
+
+    #[test]
+    fn a_corrupt_family_is_an_error_never_a_panic() {
+        fn check(bytes: &[u8], expected: &str) {
+            let actual = read_corrupt_family(bytes);
+            assert!(
+                actual.starts_with(expected),
+                "bytes {bytes:?}: {actual:?} does not start with {expected:?}"
+            );
+        }
+        let good = encode(&record("fam-1"));
+        check(b"\x01garbage", "corrupt families fam-1: bincode");
+        check(
+            b"garbage",
+            "corrupt families fam-1: unknown format version 103",
+        );
+        check(&[], "corrupt families fam-1: empty value");
+        check(&good[..good.len() - 1], "corrupt families fam-1: bincode");
+        check(
+            &[good.as_slice(), &[0, 0]].concat(),
+            "corrupt families fam-1: 2 trailing bytes",
+        );
+        let mut future = good.clone();
+        future[0] = 9;
+        check(&future, "corrupt families fam-1: unknown format version 9");
+        let mut old = good;
+        old[0] = 0;
+        check(&old, "corrupt families fam-1: unknown format version 0");
     }
 }
