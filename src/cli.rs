@@ -188,47 +188,84 @@ fn load(config_path: PathBuf, events_path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
     let file = std::fs::File::open(&events_path)
         .with_context(|| format!("cannot open {}", events_path.display()))?;
-    actix_rt::System::new().block_on(async move {
-        let clock: Arc<dyn actors::clock::Clock> = Arc::new(actors::clock::SystemClock);
-        let mut load_config = config.clone();
-        load_config.public_addr = "127.0.0.1:0".parse().expect("loopback");
-        load_config.admin_addr = "127.0.0.1:0".parse().expect("loopback");
-        let running = service::start_with(load_config.clone(), clock, false).await?;
-        let store = running.state.store.clone();
-        let started = Instant::now();
-        // Reading and validating run on a thread of their own, a bounded channel
-        // ahead of the appends.
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Parsed>(LOAD_CHANNEL_CHUNKS);
-        let parser = std::thread::spawn(move || parse_file(file, &config, &sender));
-        let (mut accepted, mut duplicates) = (0usize, 0usize);
-        while let Some(chunk) = receiver.recv().await {
-            let (a, d) = append_chunks(&store, chunk)?;
-            accepted += a;
-            duplicates += d;
-            running.state.inbox.wake();
-            // Backpressure: keep the unapplied log bounded.
-            while store.last_seq().saturating_sub(store.applied_through()?) > 4 * LOAD_CHUNK_EVENTS as u64 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-        let rejected = parser
-            .join()
-            .map_err(|_| anyhow::anyhow!("the reader thread panicked"))??;
+    let report = actix_rt::System::new().block_on(load_events(config, file))?;
+    eprintln!("dfm: {report}");
+    Ok(())
+}
+
+/// What a bulk load did.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub rejected: usize,
+    pub families: usize,
+    pub elapsed: Duration,
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let seconds = self.elapsed.as_secs_f64().max(1e-9);
+        write!(
+            f,
+            "loaded {} events ({} duplicates, {} rejected); {} families in the store; {:.1}s, {:.0} events/s",
+            self.accepted,
+            self.duplicates,
+            self.rejected,
+            self.families,
+            seconds,
+            self.accepted as f64 / seconds
+        )
+    }
+}
+
+/// The offline bulk load: validates every line like the feed API, appends in
+/// large batches without a flush per event, applies through the family actors
+/// with SMS and payments left in their outboxes for `serve`, and flushes once
+/// at the end. Runs on the current actix system.
+pub async fn load_events(config: Config, file: std::fs::File) -> anyhow::Result<LoadReport> {
+    let clock: Arc<dyn actors::clock::Clock> = Arc::new(actors::clock::SystemClock);
+    let mut load_config = config.clone();
+    load_config.public_addr = "127.0.0.1:0".parse().expect("loopback");
+    load_config.admin_addr = "127.0.0.1:0".parse().expect("loopback");
+    let running = service::start_with(load_config, clock, false).await?;
+    let store = running.state.store.clone();
+    let started = Instant::now();
+    // Reading and validating run on a thread of their own, a bounded channel
+    // ahead of the appends.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Parsed>(LOAD_CHANNEL_CHUNKS);
+    let parser = std::thread::spawn(move || parse_file(file, &config, &sender));
+    let (mut accepted, mut duplicates) = (0usize, 0usize);
+    while let Some(chunk) = receiver.recv().await {
+        let (a, d) = append_chunks(&store, chunk)?;
+        accepted += a;
+        duplicates += d;
         running.state.inbox.wake();
-        while store.applied_through()? < store.last_seq() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        // Backpressure: keep the unapplied log bounded.
+        while store.last_seq().saturating_sub(store.applied_through()?)
+            > 4 * LOAD_CHUNK_EVENTS as u64
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let families = store.family_count();
-        if std::env::var_os("DFM_LOAD_METRICS").is_some() {
-            eprintln!("{}", running.state.metrics.render());
-        }
-        running.stop().await?;
-        let seconds = started.elapsed().as_secs_f64();
-        eprintln!(
-            "dfm: loaded {accepted} events ({duplicates} duplicates, {rejected} rejected); {families} families in the store; {seconds:.1}s, {:.0} events/s",
-            accepted as f64 / seconds.max(1e-9)
-        );
-        Ok(())
+    }
+    let rejected = parser
+        .join()
+        .map_err(|_| anyhow::anyhow!("the reader thread panicked"))??;
+    running.state.inbox.wake();
+    while store.applied_through()? < store.last_seq() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let families = store.family_count();
+    if std::env::var_os("DFM_LOAD_METRICS").is_some() {
+        eprintln!("{}", running.state.metrics.render());
+    }
+    running.stop().await?;
+    Ok(LoadReport {
+        accepted,
+        duplicates,
+        rejected,
+        families,
+        elapsed: started.elapsed(),
     })
 }
 

@@ -286,7 +286,10 @@ async fn payments_for(bank: &BankSimulator, suffix: &str) -> usize {
     let count = AtomicUsize::new(0);
     bank.wait_until(Duration::ZERO, |payments| {
         count.store(
-            payments.iter().filter(|p| p.purpose.ends_with(suffix)).count(),
+            payments
+                .iter()
+                .filter(|p| p.purpose.ends_with(suffix))
+                .count(),
             Ordering::SeqCst,
         );
         true
@@ -671,7 +674,10 @@ async fn run_demo(families: u64, seed: u64, exit: bool) -> anyhow::Result<()> {
     let mut config = Config::for_local(store_path.clone(), &sms.url(), &bank.url(), catalogue);
     config.reply_window = REPLY_WINDOW;
     config.reminder_after = REMINDER_AFTER;
-    config.batch_entries_max = std::env::var("DFM_DEMO_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(DEMO_BATCH_ENTRIES);
+    config.batch_entries_max = std::env::var("DFM_DEMO_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEMO_BATCH_ENTRIES);
     config.log_backlog_max = config.log_backlog_max.max(500_000);
     let rules = actors::rules::Rules::load(&config.catalogue, config.year)
         .map_err(|e| anyhow::anyhow!("programs catalogue {}: {e}", config.catalogue.display()))?;

@@ -30,7 +30,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::apply;
 use crate::bank::Disburse;
-use crate::family::{Apply, FamilyActor, FamilyEnvironment, FamilyError, FamilyInput};
+use crate::family::{Apply, FamilyActor, FamilyEnvironment, FamilyError, FamilyInput, Inputs};
 use crate::metrics::Metrics;
 use crate::notifier::SendSms;
 use storage::store::FamilyCommit;
@@ -425,7 +425,7 @@ impl Dispatcher {
         if batch.is_empty() {
             return;
         }
-        let batch: Vec<(FamilyId, Arc<[(u64, FamilyInput)]>)> = batch
+        let batch: Vec<(FamilyId, Inputs)> = batch
             .into_iter()
             .map(|(family_id, inputs)| (family_id, Arc::from(inputs)))
             .collect();
@@ -494,7 +494,7 @@ impl Dispatcher {
     async fn send(
         &self,
         family_id: &FamilyId,
-        inputs: Arc<[(u64, FamilyInput)]>,
+        inputs: Inputs,
     ) -> Result<FamilyCommit, FamilyError> {
         let address = loop {
             match self.directory.activate(family_id) {
@@ -523,17 +523,13 @@ impl Dispatcher {
     /// After a failure, applies the inputs one at a time so that a poison input
     /// is found and set aside while the others go through. Each input that goes
     /// through is written at once, so that the next one starts from it.
-    async fn retry_one_by_one(
-        &self,
-        family_id: &FamilyId,
-        inputs: Arc<[(u64, FamilyInput)]>,
-    ) -> Option<FamilyCommit> {
+    async fn retry_one_by_one(&self, family_id: &FamilyId, inputs: Inputs) -> Option<FamilyCommit> {
         self.metrics.inc("dfm_family_restarts_total", &[]);
         for (seq, input) in inputs.iter() {
             let seq = *seq;
             let mut tries = 1;
             loop {
-                let single: Arc<[(u64, FamilyInput)]> = Arc::from(vec![(seq, input.clone())]);
+                let single: Inputs = Arc::from(vec![(seq, input.clone())]);
                 match self.send(family_id, single).await {
                     Ok(commit) => {
                         loop {

@@ -52,6 +52,10 @@ pub enum FamilyInput {
     Internal(LogEntry),
 }
 
+/// A family's inputs of one batch, in log order; shared so that a retry needs
+/// no copy.
+pub type Inputs = Arc<[(u64, FamilyInput)]>;
+
 /// Everything a family actor needs from the service.
 pub struct FamilyEnvironment {
     pub store: Arc<Store>,
@@ -656,7 +660,7 @@ pub enum FamilyError {
 #[rtype(result = "Result<FamilyCommit, FamilyError>")]
 pub struct Apply {
     /// Shared, so that the dispatcher keeps them for a retry without a copy.
-    pub inputs: Arc<[(u64, FamilyInput)]>,
+    pub inputs: Inputs,
 }
 
 /// The family's current record, for operators.
