@@ -126,6 +126,15 @@ pub fn choose(seed: u64, reference: &str) -> (Answer, Duration) {
     (answer, delay)
 }
 
+/// Whether an SMS reference is an offer's: `<entitlement>-offer-<n>` (a help
+/// SMS answering a reply is `help-<reply id>` and may contain `-offer-` too).
+fn is_offer(reference: &str) -> bool {
+    !reference.starts_with("help-")
+        && reference.rsplit_once("-offer-").is_some_and(|(_, number)| {
+            !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
 /// The code of an offer SMS: `#` and four digits.
 fn offer_code(text: &str) -> Option<&str> {
     text.match_indices('#').find_map(|(index, _)| {
@@ -198,7 +207,7 @@ async fn answer_offers(
         let seen = citizens.seen.load(Ordering::SeqCst);
         let messages = messages_after(&sms, seen).await;
         for message in &messages {
-            if !message.reference.contains("-offer-") {
+            if !is_offer(&message.reference) {
                 continue;
             }
             let (answer, delay) = choose(seed, &message.reference);
@@ -1177,6 +1186,9 @@ mod tests {
         let text = "1414: Келісу: ИӘ #0421, ӘМИЯН #0421. Согласие: ДА #0421";
         assert_eq!(offer_code(text), Some("0421"));
         assert_eq!(offer_code("no code # here #12 #12345"), None);
+        assert!(is_offer("F00000001-tsa-3-offer-1"));
+        assert!(!is_offer("help-demo-reply-F00000001-tsa-3-offer-1"));
+        assert!(!is_offer("F00000001-tsa-3-reminder-1"));
         assert_eq!(thousands(1_234_567), "1,234,567");
         assert_eq!(money("1234567.12"), "1,234,567.12");
         assert_eq!(tiyn("16446.25"), 1_644_625);

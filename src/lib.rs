@@ -9,5 +9,6 @@ pub mod dashboard;
 pub mod demo;
 pub mod generate;
 pub mod http;
+pub mod load;
 pub mod service;
 pub mod simulators;

@@ -416,6 +416,102 @@ impl Store {
         Ok(Some(seq))
     }
 
+    /// Reserves `count` sequence numbers for inputs applied without the log (the
+    /// offline bulk load); returns the first. The caller marks them applied with
+    /// [`Store::set_applied_through`] once written, which keeps sequence numbers
+    /// monotonic across restarts.
+    pub fn reserve_seqs(&self, count: u64) -> u64 {
+        let _guard = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.next_seq.fetch_add(count, Ordering::SeqCst)
+    }
+
+    /// Writes many families' changes with one batch per tree, for the offline
+    /// bulk load: atomic per tree, not across trees (a load interrupted midway
+    /// is run again; every fact is a set, so applying it twice is applying it
+    /// once). Also writes citizen-index entries and orphan facts.
+    pub fn bulk_write(
+        &self,
+        commits: &[FamilyCommit],
+        index: &[(Iin, Option<FamilyId>)],
+        orphans: &[CitizenFacts],
+    ) -> Result<()> {
+        let t = &self.trees;
+        let mut families = sled::Batch::default();
+        let mut orphan_batch = sled::Batch::default();
+        let mut sms = sled::Batch::default();
+        let mut payments = sled::Batch::default();
+        let mut timers = sled::Batch::default();
+        let mut requests = sled::Batch::default();
+        let mut monthly = sled::Batch::default();
+        let mut citizen_family = sled::Batch::default();
+        let mut counters: BTreeMap<String, i64> = BTreeMap::new();
+        for commit in commits {
+            if let Some(record) = &commit.record {
+                let key = record.family_id.as_str().as_bytes();
+                families.insert(key, encode(record));
+                match commit.monthly {
+                    Some(true) => monthly.insert(key, &[][..]),
+                    Some(false) => monthly.remove(key),
+                    None => {}
+                }
+            }
+            for iin in &commit.orphans_taken {
+                orphan_batch.remove(iin.as_str().as_bytes());
+            }
+            for facts in &commit.orphans_put {
+                orphan_batch.insert(facts.iin.as_str().as_bytes(), encode(facts));
+            }
+            for order in &commit.sms {
+                sms.insert(order.reference.as_bytes(), encode(order));
+            }
+            for order in &commit.payments {
+                payments.insert(order.reference_id.as_bytes(), encode(order));
+            }
+            for reference in &commit.payments_settled {
+                payments.remove(reference.as_bytes());
+            }
+            for timer in &commit.timers_removed {
+                timers.remove(timer.key());
+            }
+            for timer in &commit.timers_put {
+                timers.insert(timer.key(), encode(timer));
+            }
+            for (phone, request) in &commit.requests_closed {
+                requests.remove(request_key(phone, request));
+            }
+            for (phone, request) in &commit.requests_opened {
+                requests.insert(
+                    request_key(phone, request),
+                    &u64::from(request.code).to_be_bytes()[..],
+                );
+            }
+            for (name, delta) in &commit.counters {
+                *counters.entry(name.clone()).or_insert(0) += delta;
+            }
+        }
+        for facts in orphans {
+            orphan_batch.insert(facts.iin.as_str().as_bytes(), encode(facts));
+        }
+        for (iin, family_id) in index {
+            match family_id {
+                Some(family_id) => {
+                    citizen_family.insert(iin.as_str().as_bytes(), family_id.as_str().as_bytes())
+                }
+                None => citizen_family.remove(iin.as_str().as_bytes()),
+            }
+        }
+        t.families.apply_batch(families)?;
+        t.orphans.apply_batch(orphan_batch)?;
+        t.sms_outbox.apply_batch(sms)?;
+        t.payment_outbox.apply_batch(payments)?;
+        t.timers.apply_batch(timers)?;
+        t.phone_requests.apply_batch(requests)?;
+        t.monthly.apply_batch(monthly)?;
+        t.citizen_family.apply_batch(citizen_family)?;
+        self.add_counters(&counters)?;
+        Ok(())
+    }
+
     /// The highest sequence number given so far (0 when none).
     pub fn last_seq(&self) -> u64 {
         self.next_seq.load(Ordering::SeqCst) - 1

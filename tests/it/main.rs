@@ -8,4 +8,5 @@ mod admin;
 mod crash;
 mod dashboard;
 mod feeds;
+mod load;
 mod payout;

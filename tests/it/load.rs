@@ -1,0 +1,119 @@
+//! `dfm generate` and `dfm load` through the real binary, then `dfm serve` on
+//! the loaded store: the same families and scores as the feed would give.
+
+use std::process::Command;
+use std::time::Duration;
+
+use dfm::simulators::{BankSimulator, BankSimulatorOptions, SmsSimulator, SmsSimulatorOptions};
+
+use crate::support::*;
+
+fn dfm(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dfm"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("dfm runs")
+}
+
+#[actix_rt::test]
+async fn generate_then_load_then_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("population.ndjson");
+    let events_text = events.to_str().unwrap();
+    let output = dfm(&[
+        "generate",
+        "--families",
+        "300",
+        "--seed",
+        "5",
+        "--out",
+        events_text,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let again = dir.path().join("again.ndjson");
+    dfm(&[
+        "generate",
+        "--families",
+        "300",
+        "--seed",
+        "5",
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(&events).unwrap(),
+        std::fs::read(&again).unwrap(),
+        "generate is deterministic for a seed"
+    );
+    // A bad line is rejected alone.
+    let mut text = std::fs::read_to_string(&events).unwrap();
+    text.push_str("{\"agency\":\"population\",\"id\":\"bad-1\",\"type\":\"citizen.died\",\"occurred_at\":\"2026-11-02T09:00:00Z\",\"data\":{\"iin\":\"061211600013\",\"date\":\"2026-10-01\"}}\n");
+    std::fs::write(&events, text).unwrap();
+
+    let sms = SmsSimulator::start(SmsSimulatorOptions::default()).unwrap();
+    let bank = BankSimulator::start(BankSimulatorOptions::default()).unwrap();
+    let config = dir.path().join("dfm.toml");
+    std::fs::write(
+        &config,
+        config_text(
+            &dir.path().join("store"),
+            &sms.url(),
+            &bank.url(),
+            ("72h", "48h"),
+            "",
+        ),
+    )
+    .unwrap();
+    let config_text_path = config.to_str().unwrap();
+    let output = dfm(&["load", "--config", config_text_path, events_text]);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("1 rejected") && stderr.contains("300 families"),
+        "{stderr}"
+    );
+    // Loading the same file again changes nothing.
+    let output = dfm(&["load", "--config", config_text_path, events_text]);
+    assert!(output.status.success());
+
+    let server = Server::start(&config, &dir.path().join("dfm.log"));
+    let (_, stats) = get(&server, "/v1/stats", VIEWER).await;
+    assert_eq!(stats["families"], 300, "{stats}");
+    let levels: i64 = stats["by_level"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    assert_eq!(levels, 300);
+    let citizens = stats["citizens"].as_i64().unwrap();
+    assert!(
+        (850..=1100).contains(&citizens),
+        "about 3.2 people a family: {citizens}"
+    );
+    let (status, family) = get(&server, "/v1/families/F00000007", OPERATOR).await;
+    assert_eq!(status, 200, "{family}");
+    assert!(!family["members"].as_array().unwrap().is_empty());
+    assert!(family["level"].is_string());
+    // Offers decided during the load are sent once the service runs.
+    let offered = stats["entitlements"]["offered"].as_i64().unwrap();
+    assert!(offered > 0, "{stats}");
+    eventually(
+        "offers sent after the load",
+        Duration::from_secs(20),
+        || async {
+            (sms.messages()
+                .iter()
+                .filter(|m| m.reference.contains("-offer-"))
+                .count() as i64
+                >= offered)
+                .then_some(())
+        },
+    )
+    .await;
+}
