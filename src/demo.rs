@@ -688,6 +688,24 @@ async fn run_demo(families: u64, seed: u64, exit: bool) -> anyhow::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEMO_BATCH_ENTRIES);
     config.log_backlog_max = config.log_backlog_max.max(500_000);
+    if let Some(v) = std::env::var("DFM_DEMO_CONC")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.dispatch_concurrency = v;
+    }
+    if let Some(v) = std::env::var("DFM_DEMO_ARB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.arbiters = v;
+    }
+    if let Some(v) = std::env::var("DFM_DEMO_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.workers = v;
+    }
     let rules = actors::rules::Rules::load(&config.catalogue, config.year)
         .map_err(|e| anyhow::anyhow!("programs catalogue {}: {e}", config.catalogue.display()))?;
     let store = storage::Store::open(&store_path)

@@ -40,6 +40,8 @@ pub struct AppState {
     pub rules: Arc<RwLock<Arc<Rules>>>,
     pub clock: Arc<dyn Clock>,
     pub notifier: Addr<Notifier>,
+    /// The catalogue's text as loaded, the base that what-if patches change.
+    pub catalogue_text: RwLock<String>,
 }
 
 impl AppState {
@@ -187,6 +189,7 @@ pub async fn start_with_store(
         rules,
         clock,
         notifier,
+        catalogue_text: RwLock::new(std::fs::read_to_string(&config.catalogue).unwrap_or_default()),
     });
     let public_state = state.clone();
     let body_limit = config.body_bytes_max;

@@ -23,3 +23,4 @@ pub mod rules;
 pub mod scoring;
 pub mod texts;
 pub mod timers;
+pub mod whatif;

@@ -17,6 +17,8 @@ use storage::ids::{FamilyId, Iin, Month, Region};
 use storage::record::{EntitlementState, FamilyRecord, Level, ReviewVerdict};
 use storage::store::{counter, AuditEntry};
 
+use ::actors::rules::Rules;
+
 use super::{bearer, same_secret, ApiError};
 use crate::config::{Operator, Role};
 use crate::service::AppState;
@@ -51,7 +53,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/v1/citizens/{iin}", web::get().to(citizen))
         .route("/v1/cycles/{month}/run", web::post().to(run_cycle))
         .route("/v1/audit", web::get().to(audit_log))
-        .route("/v1/quarantine", web::get().to(quarantine));
+        .route("/v1/quarantine", web::get().to(quarantine))
+        .route("/v1/whatif", web::post().to(whatif))
+        .route("/v1/rules/reload", web::post().to(reload_rules));
 }
 
 fn authorize<'a>(
@@ -738,4 +742,266 @@ async fn quarantine(
         .map(|q| json!({"seq": q.seq, "family_id": q.family_id, "reason": q.reason, "at": q.at}))
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "quarantined": records })))
+}
+
+/// Records read per step of a full scan; each step is split across the cores.
+pub const SCAN_CHUNK: usize = 8_192;
+
+/// Runs `work` over every family record, in chunks split across the cores, and
+/// merges the per-thread results. Reads a consistent record at a time, not a
+/// snapshot of the whole store.
+pub fn scan_families<T, W, M>(
+    store: &storage::Store,
+    work: W,
+    mut merge: M,
+) -> Result<u64, ApiError>
+where
+    T: Default + Send,
+    W: Fn(&mut T, &FamilyRecord) + Sync,
+    M: FnMut(T),
+{
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(1);
+    let mut cursor: Option<String> = None;
+    let mut scanned = 0u64;
+    loop {
+        let chunk: Vec<FamilyRecord> = store
+            .families_after(cursor.as_deref(), SCAN_CHUNK)
+            .collect::<Result<_, _>>()
+            .map_err(ApiError::internal)?;
+        let Some(last) = chunk.last() else { break };
+        cursor = Some(last.family_id.to_string());
+        scanned += chunk.len() as u64;
+        let per_thread = chunk.len().div_ceil(threads).max(1);
+        let work = &work;
+        let parts: Vec<T> = std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk
+                .chunks(per_thread)
+                .map(|part| {
+                    scope.spawn(move || {
+                        let mut accumulator = T::default();
+                        for record in part {
+                            work(&mut accumulator, record);
+                        }
+                        accumulator
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        for part in parts {
+            merge(part);
+        }
+        if chunk.len() < SCAN_CHUNK {
+            break;
+        }
+    }
+    Ok(scanned)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhatIfBody {
+    /// A whole catalogue to try instead of the current one.
+    catalogue_toml: Option<String>,
+    /// A TOML fragment merged over the current catalogue; `[[program]]` entries
+    /// are merged into the program with the same `code`.
+    patch_toml: Option<String>,
+    year: Option<i32>,
+}
+
+fn merge_toml(base: &mut toml::Value, patch: toml::Value) {
+    match (base, patch) {
+        (toml::Value::Table(base), toml::Value::Table(patch)) => {
+            for (key, value) in patch {
+                if key == "program" {
+                    if let (Some(toml::Value::Array(programs)), toml::Value::Array(changes)) =
+                        (base.get_mut("program"), &value)
+                    {
+                        for change in changes {
+                            let code = change.get("code").and_then(|c| c.as_str());
+                            match programs
+                                .iter_mut()
+                                .find(|p| p.get("code").and_then(|c| c.as_str()) == code)
+                            {
+                                Some(program) => merge_toml(program, change.clone()),
+                                None => programs.push(change.clone()),
+                            }
+                        }
+                        continue;
+                    }
+                }
+                match base.get_mut(&key) {
+                    Some(existing) => merge_toml(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, patch) => *base = patch,
+    }
+}
+
+fn proposed_rules(state: &AppState, body: WhatIfBody) -> Result<Rules, ApiError> {
+    let base = match body.catalogue_toml {
+        Some(text) => text,
+        None => state
+            .catalogue_text
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+    };
+    let text = match body.patch_toml {
+        Some(patch) => {
+            let mut value: toml::Value = toml::from_str(&base)
+                .map_err(|e| ApiError::BadRequest(format!("catalogue_toml: {e}")))?;
+            let patch: toml::Value = toml::from_str(&patch)
+                .map_err(|e| ApiError::BadRequest(format!("patch_toml: {e}")))?;
+            merge_toml(&mut value, patch);
+            toml::to_string(&value).map_err(ApiError::internal)?
+        }
+        None => base,
+    };
+    Rules::from_toml_str(&text, body.year.unwrap_or(state.config.year))
+        .map_err(|e| ApiError::BadRequest(format!("the proposed rules are refused: {e}")))
+}
+
+async fn whatif(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let operator = authorize(&state, &request, &[Role::Operator])?;
+    let body: WhatIfBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected {{\"patch_toml\": \"…\"}} or {{\"catalogue_toml\": \"…\"}}: {e}"
+        ))
+    })?;
+    let proposed = proposed_rules(&state, body)?;
+    audit(
+        &state,
+        operator,
+        &request,
+        "whatif",
+        format!("rules version {}", proposed.version),
+    )?;
+    let started = std::time::Instant::now();
+    let now = state.clock.now();
+    let worker_state = state.clone();
+    let (result, scanned) = web::block(move || {
+        let mut total = ::actors::whatif::WhatIf::default();
+        let scanned = scan_families(
+            &worker_state.store,
+            |accumulator: &mut ::actors::whatif::WhatIf, record| {
+                accumulator.add(record, &proposed, now)
+            },
+            |part| total.merge(part),
+        )?;
+        Ok::<_, ApiError>((total, scanned))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let money = |tiyn: u64| storage::money::Money::from_tiyn(tiyn).to_string();
+    let programs: serde_json::Map<String, Value> = result
+        .programs
+        .iter()
+        .map(|(code, p)| {
+            (
+                code.clone(),
+                json!({
+                    "eligible_now": p.eligible_now,
+                    "eligible_whatif": p.eligible_whatif,
+                    "gain": p.gain,
+                    "lose": p.lose,
+                    "monthly_cost_now": money(p.monthly_cost_now_tiyn),
+                    "monthly_cost_whatif": money(p.monthly_cost_whatif_tiyn),
+                    "one_off_cost_whatif": money(p.one_off_cost_whatif_tiyn),
+                    "by_region_whatif": p.by_region_whatif.iter().map(|(region, r)| (region.clone(), json!({"eligible": r.eligible, "monthly_cost": money(r.monthly_cost_tiyn)}))).collect::<serde_json::Map<_, _>>(),
+                    "sample_gain": p.sample_gain,
+                    "sample_lose": p.sample_lose,
+                }),
+            )
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "families": scanned,
+        "elapsed_ms": started.elapsed().as_millis() as u64,
+        "programs": programs,
+        "levels_now": result.levels_now,
+        "levels_whatif": result.levels_whatif,
+        "level_shifts": result.level_shifts,
+        "side_effects": "none",
+    })))
+}
+
+/// Re-reads the catalogue file and applies it: families whose level or
+/// eligibility would change are re-evaluated through their actors (and so
+/// through the consent machinery); the others are not woken.
+async fn reload_rules(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let operator = authorize(&state, &request, &[Role::Operator])?;
+    let text = std::fs::read_to_string(&state.config.catalogue)
+        .map_err(|e| ApiError::BadRequest(format!("programs.catalogue: {e}")))?;
+    let proposed = Rules::from_toml_str(&text, state.config.year)
+        .map_err(|e| ApiError::BadRequest(format!("the catalogue is refused: {e}")))?;
+    audit(
+        &state,
+        operator,
+        &request,
+        "reload_rules",
+        format!("rules version {}", proposed.version),
+    )?;
+    let started = std::time::Instant::now();
+    let now = state.clock.now();
+    let version = proposed.version.clone();
+    let proposed = std::sync::Arc::new(proposed);
+    let worker_state = state.clone();
+    let worker_rules = proposed.clone();
+    let (changed, scanned) = web::block(move || {
+        let mut changed: Vec<FamilyId> = Vec::new();
+        let scanned = scan_families(
+            &worker_state.store,
+            |accumulator: &mut Vec<FamilyId>, record| {
+                if ::actors::whatif::outcome_changes(record, &worker_rules, now) {
+                    accumulator.push(record.family_id.clone());
+                }
+            },
+            |part| changed.extend(part),
+        )?;
+        Ok::<_, ApiError>((changed, scanned))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    *state.rules.write().unwrap_or_else(|e| e.into_inner()) = proposed;
+    *state
+        .catalogue_text
+        .write()
+        .unwrap_or_else(|e| e.into_inner()) = text;
+    for chunk in changed.chunks(::actors::timers::CYCLE_CHUNK) {
+        let entries: Vec<LogEntry> = chunk
+            .iter()
+            .map(|family_id| LogEntry::Operator {
+                family_id: family_id.clone(),
+                operator: operator.name.clone(),
+                action: OperatorAction::Reevaluate,
+                at: now,
+            })
+            .collect();
+        state.inbox.submit(&entries).map_err(ApiError::internal)?;
+    }
+    state
+        .durability
+        .durable()
+        .await
+        .map_err(|e| ApiError::Busy(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "rules_version": version,
+        "families": scanned,
+        "families_changed": changed.len(),
+        "elapsed_ms": started.elapsed().as_millis() as u64,
+    })))
 }

@@ -10,3 +10,4 @@ mod dashboard;
 mod feeds;
 mod load;
 mod payout;
+mod whatif;
