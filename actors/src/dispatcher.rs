@@ -71,25 +71,35 @@ struct DirectoryInner {
     actors: HashMap<FamilyId, Slot>,
     /// last_used tick → family, oldest first.
     recency: BTreeMap<u64, FamilyId>,
-    tick: u64,
     passivated: u64,
 }
 
-/// Who is active, and where.
+/// Shards of the directory: lookups for different families rarely wait on
+/// each other.
+pub const DIRECTORY_SHARDS: usize = 16;
+
+/// Who is active, and where: a sharded `FamilyId → Addr` map with a recency
+/// order per shard.
 pub struct Directory {
-    inner: Mutex<DirectoryInner>,
+    shards: Vec<Mutex<DirectoryInner>>,
+    tick: std::sync::atomic::AtomicU64,
     arbiters: Vec<ArbiterHandle>,
     environment: Arc<FamilyEnvironment>,
-    active_families_max: usize,
+    /// The cap of active families in each shard.
+    shard_capacity: usize,
 }
 
-fn arbiter_index(family_id: &FamilyId, count: usize) -> usize {
+fn fnv(family_id: &FamilyId) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in family_id.as_str().bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    usize::try_from(hash % count as u64).expect("index below count")
+    hash
+}
+
+fn arbiter_index(family_id: &FamilyId, count: usize) -> usize {
+    usize::try_from(fnv(family_id) % count as u64).expect("index below count")
 }
 
 impl Directory {
@@ -100,23 +110,30 @@ impl Directory {
     ) -> Directory {
         assert!(!arbiters.is_empty(), "at least one arbiter");
         Directory {
-            inner: Mutex::new(DirectoryInner::default()),
+            shards: (0..DIRECTORY_SHARDS).map(|_| Mutex::default()).collect(),
+            tick: std::sync::atomic::AtomicU64::new(0),
             arbiters,
             environment,
-            active_families_max: active_families_max.max(1),
+            shard_capacity: active_families_max.div_ceil(DIRECTORY_SHARDS).max(1),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, DirectoryInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn shard(&self, family_id: &FamilyId) -> std::sync::MutexGuard<'_, DirectoryInner> {
+        // The high bits, so that the shard does not follow the arbiter choice.
+        let index = usize::try_from((fnv(family_id) >> 32) % DIRECTORY_SHARDS as u64)
+            .expect("index below the shard count");
+        self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn next_tick(&self) -> u64 {
+        self.tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
     }
 
     /// The family's actor, activated from sled if it is not running.
     pub fn activate(&self, family_id: &FamilyId) -> Result<Addr<FamilyActor>, StoreError> {
         {
-            let mut inner = self.lock();
-            inner.tick += 1;
-            let tick = inner.tick;
+            let mut inner = self.shard(family_id);
+            let tick = self.next_tick();
             if let Some(slot) = inner.actors.get_mut(family_id) {
                 if slot.address.connected() {
                     let old = std::mem::replace(&mut slot.last_used, tick);
@@ -134,9 +151,8 @@ impl Directory {
         let address = FamilyActor::start_in_arbiter(arbiter, move |_| {
             FamilyActor::new(id, record, environment)
         });
-        let mut inner = self.lock();
-        inner.tick += 1;
-        let tick = inner.tick;
+        let mut inner = self.shard(family_id);
+        let tick = self.next_tick();
         if let Some(old) = inner.actors.insert(
             family_id.clone(),
             Slot {
@@ -147,7 +163,7 @@ impl Directory {
             inner.recency.remove(&old.last_used);
         }
         inner.recency.insert(tick, family_id.clone());
-        while inner.actors.len() > self.active_families_max {
+        while inner.actors.len() > self.shard_capacity {
             let Some((_, oldest)) = inner.recency.pop_first() else {
                 break;
             };
@@ -161,7 +177,7 @@ impl Directory {
 
     /// The actor if it is running; never activates.
     pub fn active(&self, family_id: &FamilyId) -> Option<Addr<FamilyActor>> {
-        self.lock()
+        self.shard(family_id)
             .actors
             .get(family_id)
             .filter(|slot| slot.address.connected())
@@ -170,37 +186,44 @@ impl Directory {
 
     /// Forgets a dead actor so that the next message re-activates it from sled.
     pub fn forget(&self, family_id: &FamilyId) {
-        let mut inner = self.lock();
+        let mut inner = self.shard(family_id);
         if let Some(slot) = inner.actors.remove(family_id) {
             inner.recency.remove(&slot.last_used);
         }
     }
 
-    /// Passivates the families not used in the last `keep_ticks` activations.
+    fn each_shard(&self) -> impl Iterator<Item = std::sync::MutexGuard<'_, DirectoryInner>> {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Passivates the families not used since `tick`.
     fn passivate_older_than(&self, tick: u64) {
-        let mut inner = self.lock();
-        let stale: Vec<(u64, FamilyId)> = inner
-            .recency
-            .range(..tick)
-            .map(|(tick, id)| (*tick, id.clone()))
-            .collect();
-        for (tick, id) in stale {
-            inner.recency.remove(&tick);
-            inner.actors.remove(&id);
-            inner.passivated += 1;
+        for mut inner in self.each_shard() {
+            let stale: Vec<(u64, FamilyId)> = inner
+                .recency
+                .range(..tick)
+                .map(|(tick, id)| (*tick, id.clone()))
+                .collect();
+            for (tick, id) in stale {
+                inner.recency.remove(&tick);
+                inner.actors.remove(&id);
+                inner.passivated += 1;
+            }
         }
     }
 
     fn current_tick(&self) -> u64 {
-        self.lock().tick
+        self.tick.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn active_count(&self) -> usize {
-        self.lock().actors.len()
+        self.each_shard().map(|inner| inner.actors.len()).sum()
     }
 
     pub fn passivated_count(&self) -> u64 {
-        self.lock().passivated
+        self.each_shard().map(|inner| inner.passivated).sum()
     }
 }
 

@@ -505,3 +505,71 @@ async fn sigkill_right_after_a_200_loses_nothing() {
     // A clean stop drains and exits 0.
     assert!(world.server.terminate().success());
 }
+
+#[actix_rt::test]
+async fn active_families_stay_under_the_cap_and_passivated_ones_come_back() {
+    let world = world_with(
+        SmsSimulatorOptions::default(),
+        BankSimulatorOptions::default(),
+        ("72h", "48h"),
+        "[actors]\nactive_families_max = 16\n",
+    )
+    .await;
+    let mut events = Vec::new();
+    for index in 0..120u32 {
+        let family_id = format!("F-CAP-{index}");
+        events.push(event(&format!("cap-{index}-a"), "family.member_added", json!({"family_id": family_id, "iin": iin("1975-03-03", index % 2 == 0, 100 + index * 60), "role": "head"})));
+        events.push(event(
+            &format!("cap-{index}-b"),
+            "family.address_changed",
+            json!({"family_id": family_id, "region": "KZ-15", "locality": "urban"}),
+        ));
+    }
+    assert_eq!(
+        feed(&world.server, "population", POPULATION, ndjson(&events))
+            .await
+            .0,
+        200
+    );
+    eventually("120 families", Duration::from_secs(20), || async {
+        let (_, stats) = get(&world.server, "/v1/stats", VIEWER).await;
+        (stats["families"] == 120).then_some(())
+    })
+    .await;
+    let metrics = client()
+        .get(format!("{}/metrics", world.server.admin))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |name: &str| -> i64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    assert!(gauge("dfm_families_active") <= 16, "{metrics}");
+    assert!(gauge("dfm_families_passivated_total") >= 100, "{metrics}");
+    // A passivated family comes back from sled with all it knew.
+    let more = event(
+        "cap-0-c",
+        "housing.changed",
+        json!({"family_id": "F-CAP-0", "tenure": "owned", "area_m2": 70, "utilities": ["water"]}),
+    );
+    assert_eq!(
+        feed(&world.server, "housing", "housing-secret", ndjson(&[more]))
+            .await
+            .0,
+        200
+    );
+    let family = wait_family(&world.server, "F-CAP-0", |f| {
+        f["housing"]["tenure"] == "owned"
+    })
+    .await;
+    assert_eq!(family["region"], "KZ-15");
+    assert_eq!(family["members"].as_array().unwrap().len(), 1);
+}
