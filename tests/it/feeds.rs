@@ -536,24 +536,34 @@ async fn active_families_stay_under_the_cap_and_passivated_ones_come_back() {
         (stats["families"] == 120).then_some(())
     })
     .await;
-    let metrics = client()
-        .get(format!("{}/metrics", world.server.admin))
-        .bearer_auth(VIEWER)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let gauge = |name: &str| -> i64 {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
-    };
-    assert!(gauge("dfm_families_active") <= 16, "{metrics}");
-    assert!(gauge("dfm_families_passivated_total") >= 100, "{metrics}");
+    // The gauges are set once the dispatcher has finished its batch.
+    let metrics = eventually(
+        "the passivation gauges",
+        Duration::from_secs(10),
+        || async {
+            let metrics = client()
+                .get(format!("{}/metrics", world.server.admin))
+                .bearer_auth(VIEWER)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let passivated = metrics
+                .lines()
+                .find_map(|line| line.strip_prefix("dfm_families_passivated_total "))
+                .and_then(|v| v.trim().parse::<i64>().ok())?;
+            (passivated >= 100).then_some(metrics)
+        },
+    )
+    .await;
+    let active: i64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("dfm_families_active "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("dfm_families_active");
+    assert!(active <= 16, "{metrics}");
     // A passivated family comes back from sled with all it knew.
     let more = event(
         "cap-0-c",
