@@ -303,6 +303,7 @@ async fn feed(arguments: &FeedArgs) -> anyhow::Result<()> {
     let accepted_elapsed = started.elapsed();
     wait_applied(&world.running.state.store).await?;
     let applied_elapsed = started.elapsed();
+    let time_inside = time_spent(&world.running.state.metrics.render());
     world.stop().await?;
 
     let accepted = per_second(totals.accepted, accepted_elapsed);
@@ -347,6 +348,7 @@ async fn feed(arguments: &FeedArgs) -> anyhow::Result<()> {
         verdict(ratio >= FEED_TARGET_RATIO),
     );
     table.print();
+    print_time_spent(&time_inside);
     Ok(())
 }
 
@@ -653,6 +655,7 @@ async fn payout(arguments: &PayoutArgs) -> anyhow::Result<()> {
     let repeated_message_ids = world.bank.repeated_message_ids();
     let reference_conflicts = world.bank.reference_conflicts();
     let paid = large_family_paid(&world.bank.payments());
+    let time_inside = time_spent(&world.running.state.metrics.render());
     world.stop().await?;
 
     let payouts = per_second(arguments.families, paid_elapsed);
@@ -705,6 +708,7 @@ async fn payout(arguments: &PayoutArgs) -> anyhow::Result<()> {
         verdict(duplicates == 0),
     );
     table.print();
+    print_time_spent(&time_inside);
     Ok(())
 }
 
@@ -1555,6 +1559,47 @@ impl Table {
         for [measure, value, unit] in &self.rows {
             println!("  {measure:<measure_width$}  {value:>value_width$}  {unit}");
         }
+    }
+}
+
+/// The service's latency histograms over the whole run, one line each:
+/// `name{labels}  count  total s  mean ms`, from the Prometheus text.
+fn time_spent(metrics: &str) -> Vec<String> {
+    let mut sums: Vec<(String, f64)> = Vec::new();
+    let mut counts: HashMap<String, f64> = HashMap::new();
+    for line in metrics.lines().filter(|line| !line.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = series.split_at(series.find('{').unwrap_or(series.len()));
+        if let Some(name) = name.strip_suffix("_sum") {
+            sums.push((format!("{name}{labels}"), value));
+        } else if let Some(name) = name.strip_suffix("_count") {
+            counts.insert(format!("{name}{labels}"), value);
+        }
+    }
+    sums.into_iter()
+        .filter_map(|(series, total)| {
+            let count = counts.get(&series).copied().filter(|count| *count > 0.0)?;
+            Some(format!(
+                "{series}  count {}  total {total:.2} s  mean {:.3} ms",
+                thousands(count as u64),
+                total / count * 1e3
+            ))
+        })
+        .collect()
+}
+
+fn print_time_spent(lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    println!("  time inside the service (its own histograms):");
+    for line in lines {
+        println!("    {line}");
     }
 }
 

@@ -119,10 +119,12 @@ async fn feed(
     let mut rejected = Vec::new();
     let mut entries = Vec::with_capacity(values.len());
     let mut types = Vec::with_capacity(values.len());
+    let mut rejected_types: Vec<&'static str> = Vec::new();
     for (line, value) in values {
         let value = match value {
             Ok(value) => value,
             Err(error) => {
+                rejected_types.push("unknown");
                 rejected.push(Rejected {
                     line,
                     id: None,
@@ -132,10 +134,17 @@ async fn feed(
             }
         };
         let id = event::event_id_of(&value);
+        // The type for the metrics: one of the contract's, never free text.
+        let claimed_type = value
+            .get("type")
+            .and_then(|t| t.as_str())
+            .and_then(|t| event::EVENT_TYPES.iter().find(|(name, _)| *name == t))
+            .map_or("unknown", |(name, _)| *name);
         match event::parse_event(value) {
             Ok(parsed) => {
                 let type_name = parsed.data.type_name();
                 if !agency.types.contains(type_name) {
+                    rejected_types.push(type_name);
                     rejected.push(Rejected {
                         line,
                         id,
@@ -149,11 +158,14 @@ async fn feed(
                     event: parsed,
                 });
             }
-            Err(error) => rejected.push(Rejected {
-                line,
-                id,
-                error: error.to_string(),
-            }),
+            Err(error) => {
+                rejected_types.push(claimed_type);
+                rejected.push(Rejected {
+                    line,
+                    id,
+                    error: error.to_string(),
+                });
+            }
         }
     }
     let appended = state
@@ -183,15 +195,14 @@ async fn feed(
             ],
         );
     }
-    if !rejected.is_empty() {
-        state.metrics.add(
+    for type_name in rejected_types {
+        state.metrics.inc(
             "dfm_events_total",
             &[
                 ("agency", &agency.name),
-                ("type", "invalid"),
+                ("type", type_name),
                 ("outcome", "rejected"),
             ],
-            rejected.len() as u64,
         );
     }
     state

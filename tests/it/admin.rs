@@ -307,6 +307,17 @@ async fn metrics_cover_the_pipeline_and_logs_hold_no_personal_data() {
     })
     .await;
     get(&world.server, &format!("/v1/citizens/{father}"), OPERATOR).await;
+    let bad = event(
+        "m-bad",
+        "citizen.registered",
+        json!({"iin": "061211600013", "full_name": "X", "birth_date": "2006-12-11", "sex": "female"}),
+    );
+    assert_eq!(
+        feed(&world.server, "population", POPULATION, ndjson(&[bad]))
+            .await
+            .0,
+        200
+    );
     let (status, text) = {
         let response = client()
             .get(format!("{}/metrics", world.server.admin))
@@ -326,6 +337,7 @@ async fn metrics_cover_the_pipeline_and_logs_hold_no_personal_data() {
         "dfm_log_backlog",
         "dfm_feed_request_seconds_bucket",
         "dfm_sms_inbound_total",
+        "dfm_events_total{agency=\"population\",type=\"citizen.registered\",outcome=\"rejected\"} 1",
     ] {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
