@@ -117,3 +117,33 @@ async fn generate_then_load_then_serve() {
     )
     .await;
 }
+
+#[test]
+fn a_bad_config_is_refused_in_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dfm.toml");
+    let text = config_text(
+        &dir.path().join("store"),
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+        ("soon", "48h"),
+        "",
+    );
+    std::fs::write(&config, text).unwrap();
+    let output = dfm(&["serve", "--config", config.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("dfm:")).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("consent.reply_window") && lines[0].contains("invalid duration"),
+        "{stderr}"
+    );
+    let missing = dfm(&[
+        "load",
+        "--config",
+        config.to_str().unwrap(),
+        "/nonexistent.ndjson",
+    ]);
+    assert!(!missing.status.success());
+}
