@@ -121,11 +121,6 @@ async fn metrics(
         &request,
         &[Role::Viewer, Role::Operator, Role::Auditor],
     )?;
-    state.metrics.set(
-        "dfm_timers_pending",
-        &[],
-        i64::try_from(state.store.timer_count()).unwrap_or(i64::MAX),
-    );
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render()))

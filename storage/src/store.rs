@@ -585,6 +585,7 @@ impl Store {
             })
     }
 
+    /// Reads every key: for tests and offline tools, never on a request path.
     pub fn family_count(&self) -> usize {
         self.trees.families.len()
     }
