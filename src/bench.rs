@@ -12,7 +12,8 @@
 //! - `rss`: the resident memory of a service started on a loaded store. The
 //!   loading process has already touched (and freed) far more memory than the
 //!   service needs, so the service and the baseline are each measured in a
-//!   fresh process of this binary (the hidden `rss-probe`).
+//!   fresh process of this binary (the hidden `rss-probe`); a second store a
+//!   fifth the size gives the growth per family for the 1 M projection.
 //! - `all`: `feed`, `load` and `payout` with their defaults.
 //!
 //! Every bench works in temporary directories, talks to loopback only, runs
@@ -109,6 +110,11 @@ const IIN_SERIAL_MAX: u32 = 9_999;
 const RSS_SAMPLE_FAMILIES: usize = 1_000;
 /// Admin requests in flight in the rss probe.
 const RSS_PROBE_CONCURRENCY: usize = 16;
+/// The sled page cache `Store::open` asks for; the projection caps the cache's
+/// growth there (sled treats it as a target, not a hard limit).
+const STORE_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+/// The rss bench also measures a store this many times smaller, for the slope.
+const RSS_SMALL_STORE_DIVISOR: u64 = 5;
 /// The population size the issue's memory target is stated for.
 const RSS_TARGET_FAMILIES: u64 = 1_000_000;
 
@@ -492,17 +498,16 @@ async fn load(arguments: &LoadArgs) -> anyhow::Result<()> {
     progress("load", "generating the population file");
     let events_path = directory.path().join("events.ndjson");
     let summary = write_population(&events_path, arguments.families)?;
-    let records = usize::try_from(arguments.families)?;
+    // One 1 KiB record per event: the baseline writes as many records as the
+    // load ingests events (see BENCHMARKS.md for why not one per family).
+    let records = summary.events;
     progress(
         "load",
-        &format!(
-            "baseline: raw sled, {} records",
-            thousands(arguments.families)
-        ),
+        &format!("baseline: raw sled, {} records", thousands(records)),
     );
     let baseline = raw_batch_inserts(
         &directory.path().join("raw"),
-        records,
+        usize::try_from(records)?,
         BASELINE_RECORD_BYTES,
         BASELINE_BATCH_RECORDS,
     )?;
@@ -511,7 +516,7 @@ async fn load(arguments: &LoadArgs) -> anyhow::Result<()> {
 
     let families = per_second(arguments.families, loaded.elapsed);
     let events = per_second(loaded.report.accepted as u64, loaded.elapsed);
-    let ratio = families / baseline;
+    let ratio = events / baseline;
     let mut table = Table::new("load");
     table.note(format!(
         "{} families, {} events generated; loaded {} events ({} rejected), {} families in the store",
@@ -522,7 +527,8 @@ async fn load(arguments: &LoadArgs) -> anyhow::Result<()> {
         thousands(loaded.report.families as u64),
     ));
     table.note(format!(
-        "baseline: one {BASELINE_RECORD_BYTES} B record per family, apply_batch of {}, one flush at the end",
+        "baseline: {} records of {BASELINE_RECORD_BYTES} B (one per event), apply_batch of {}, one flush at the end",
+        thousands(records),
         thousands(BASELINE_BATCH_RECORDS as u64)
     ));
     table.row(
@@ -532,11 +538,11 @@ async fn load(arguments: &LoadArgs) -> anyhow::Result<()> {
     );
     table.row("dfm load, events", rate(events), "events/s");
     table.row("raw sled apply_batch, 1 KiB", rate(baseline), "records/s");
-    table.row("ratio families/s / records/s", ratio_text(ratio), "");
+    table.row("ratio events/s / records/s", ratio_text(ratio), "");
     table.row(
-        "ratio events/s / records/s",
-        ratio_text(events / baseline),
-        "(for reference)",
+        "ratio families/s / records/s",
+        ratio_text(families / baseline),
+        "(for reference: one record per family)",
     );
     table.row(
         "issue target (within 2x)",
@@ -547,7 +553,7 @@ async fn load(arguments: &LoadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A bulk load and its wall time (service start and final flush included).
+/// A bulk load and its wall time (opening the store and the final flush included).
 struct Loaded {
     report: LoadReport,
     elapsed: Duration,
@@ -981,13 +987,11 @@ async fn send_consents(
 async fn rss(arguments: &RssArgs) -> anyhow::Result<()> {
     anyhow::ensure!(arguments.families > 0, "--families must be at least 1");
     let directory = temp_dir("rss")?;
-    progress("rss", "generating the population file");
-    let events_path = directory.path().join("events.ndjson");
-    write_population(&events_path, arguments.families)?;
-    progress("rss", "loading");
-    let store_path = directory.path().join("store");
-    let loaded = load_population(&events_path, &store_path).await?;
-    std::fs::remove_file(&events_path)?;
+    let (loaded, service) = measure_service(directory.path(), arguments.families).await?;
+    // A second, smaller store: how the service's resting memory grows with the
+    // number of families, for the projection.
+    let small_families = (arguments.families / RSS_SMALL_STORE_DIVISOR).max(1);
+    let (_, small) = measure_service(directory.path(), small_families).await?;
     progress("rss", "building the raw sled baseline");
     let raw_path = directory.path().join("raw");
     raw_batch_inserts(
@@ -996,28 +1000,36 @@ async fn rss(arguments: &RssArgs) -> anyhow::Result<()> {
         BASELINE_RECORD_BYTES,
         BASELINE_BATCH_RECORDS,
     )?;
-    progress("rss", "measuring the service in a fresh process");
-    let service = run_probe(ProbeKind::Service, &store_path, arguments.families)?;
     progress("rss", "measuring raw sled in a fresh process");
     let raw = run_probe(ProbeKind::Raw, &raw_path, arguments.families)?;
 
     let active_families_max = Config::for_local(
-        store_path.clone(),
+        raw_path.clone(),
         UNUSED_GATEWAY_URL,
         UNUSED_GATEWAY_URL,
         catalogue(),
     )
     .active_families_max;
-    let per_actor =
-        service.activated_kib.saturating_sub(service.opened_kib) * 1024 / service.active.max(1);
+    let sample = service.active.max(1);
+    let per_read = service.read_kib.saturating_sub(service.opened_kib) * 1024 / sample;
+    let per_actor = service.activated_kib.saturating_sub(service.read_kib) * 1024 / sample;
     let actors_at_target = active_families_max.min(usize::try_from(RSS_TARGET_FAMILIES)?) as u64;
-    let projected = service.opened_kib * 1024 + per_actor * actors_at_target;
+    let cache_at_target = (per_read * actors_at_target).min(STORE_CACHE_BYTES);
     let families = arguments.families;
+    // Resting memory per family, from the two stores (0 if it did not grow).
+    let per_family_resting = if families > small_families {
+        service.opened_kib.saturating_sub(small.opened_kib) * 1024 / (families - small_families)
+    } else {
+        0
+    };
+    let resting_at_target = service.opened_kib * 1024
+        + per_family_resting * RSS_TARGET_FAMILIES.saturating_sub(families);
+    let projected = resting_at_target + cache_at_target + per_actor * actors_at_target;
     let ratio = service.delta_bytes() as f64 / raw.delta_bytes().max(1) as f64;
     let mut table = Table::new("rss");
     table.note(format!(
-        "{} families loaded in {:.1} s ({} in the store); probe: GET /v1/stats, then GET and POST \
-         .../reevaluate for {} random families; {} family actors active",
+        "{} families loaded in {:.1} s ({} in the store); probe: GET /v1/stats, GET {} random \
+         families (operator token), then their actors activated; {} family actors active",
         thousands(families),
         loaded.elapsed.as_secs_f64(),
         thousands(loaded.report.families as u64),
@@ -1025,10 +1037,18 @@ async fn rss(arguments: &RssArgs) -> anyhow::Result<()> {
         thousands(service.active)
     ));
     table.note(format!(
-        "VmRSS of the probe process: {} MB at start, {} MB with the service up, {} MB after the sample",
+        "dfm probe VmRSS: {} MB at start, {} MB with the service up, {} MB after the reads, \
+         {} MB with the actors active",
         megabytes(service.start_kib * 1024),
         megabytes(service.opened_kib * 1024),
+        megabytes(service.read_kib * 1024),
         megabytes(service.activated_kib * 1024),
+    ));
+    table.note(format!(
+        "raw probe VmRSS: {} MB at start, {} MB open, {} MB after the reads",
+        megabytes(raw.start_kib * 1024),
+        megabytes(raw.opened_kib * 1024),
+        megabytes(raw.read_kib * 1024),
     ));
     table.row(
         "dfm service VmRSS",
@@ -1038,7 +1058,7 @@ async fn rss(arguments: &RssArgs) -> anyhow::Result<()> {
     table.row(
         "dfm service VmRSS delta",
         megabytes(service.delta_bytes()),
-        "MB (after sample - process start)",
+        "MB (actors active - process start)",
     );
     table.row(
         "dfm store on disk",
@@ -1049,7 +1069,7 @@ async fn rss(arguments: &RssArgs) -> anyhow::Result<()> {
         "raw sled VmRSS delta",
         megabytes(raw.delta_bytes()),
         &format!(
-            "MB ({} x 1 KiB records, {} read)",
+            "MB ({} x 1 KiB records open, {} read)",
             thousands(families),
             thousands(RSS_SAMPLE_FAMILIES as u64)
         ),
@@ -1061,15 +1081,33 @@ async fn rss(arguments: &RssArgs) -> anyhow::Result<()> {
     );
     table.row("ratio dfm delta / raw delta", ratio_text(ratio), "");
     table.row(
+        "memory per family read (sled cache)",
+        thousands(per_read),
+        "bytes",
+    );
+    table.row(
         "memory per active family actor",
         thousands(per_actor),
-        "bytes (sample delta / actors)",
+        "bytes",
+    );
+    table.row(
+        "resting memory per stored family",
+        thousands(per_family_resting),
+        &format!(
+            "bytes (service up: {} MB at {} families, {} MB at {})",
+            megabytes(small.opened_kib * 1024),
+            thousands(small_families),
+            megabytes(service.opened_kib * 1024),
+            thousands(families)
+        ),
     );
     table.row(
         "projection at 1,000,000 families",
         megabytes(projected),
         &format!(
-            "MB (service up + {} actors; assumes the rest does not grow with N)",
+            "MB = service up ({} MB, linear in N) + cache (<= {} MB) + {} actors",
+            megabytes(resting_at_target),
+            megabytes(STORE_CACHE_BYTES),
             thousands(actors_at_target)
         ),
     );
@@ -1086,11 +1124,37 @@ async fn rss(arguments: &RssArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Loads `families` into a fresh store under `directory` and measures the
+/// service on it in a fresh process. The events file is removed after the load.
+async fn measure_service(
+    directory: &Path,
+    families: u64,
+) -> anyhow::Result<(Loaded, ProbeFigures)> {
+    let name = format!("{families}");
+    progress(
+        "rss",
+        &format!("generating {} families", thousands(families)),
+    );
+    let events_path = directory.join(format!("events-{name}.ndjson"));
+    write_population(&events_path, families)?;
+    progress("rss", &format!("loading {} families", thousands(families)));
+    let store_path = directory.join(format!("store-{name}"));
+    let loaded = load_population(&events_path, &store_path).await?;
+    std::fs::remove_file(&events_path)?;
+    progress("rss", "measuring the service in a fresh process");
+    let figures = run_probe(ProbeKind::Service, &store_path, families)?;
+    Ok((loaded, figures))
+}
+
 /// What one rss probe measured; `*_kib` are VmRSS readings.
 #[derive(Debug, Default)]
 struct ProbeFigures {
     start_kib: u64,
+    /// With the store open (the service up and its stats read).
     opened_kib: u64,
+    /// After reading the sample.
+    read_kib: u64,
+    /// After the sample's actors are active (raw sled: = `read_kib`).
     activated_kib: u64,
     active: u64,
     size_on_disk: u64,
@@ -1103,8 +1167,13 @@ impl ProbeFigures {
 
     fn to_line(&self) -> String {
         format!(
-            "rss-probe start_kib={} opened_kib={} activated_kib={} active={} size_on_disk={}",
-            self.start_kib, self.opened_kib, self.activated_kib, self.active, self.size_on_disk
+            "rss-probe start_kib={} opened_kib={} read_kib={} activated_kib={} active={} size_on_disk={}",
+            self.start_kib,
+            self.opened_kib,
+            self.read_kib,
+            self.activated_kib,
+            self.active,
+            self.size_on_disk
         )
     }
 
@@ -1129,6 +1198,7 @@ impl ProbeFigures {
         Ok(ProbeFigures {
             start_kib: field("start_kib")?,
             opened_kib: field("opened_kib")?,
+            read_kib: field("read_kib")?,
             activated_kib: field("activated_kib")?,
             active: field("active")?,
             size_on_disk: field("size_on_disk")?,
@@ -1163,9 +1233,8 @@ fn run_probe(kind: ProbeKind, store: &Path, families: u64) -> anyhow::Result<Pro
 }
 
 /// In a fresh process: starts the service on the store, reads the stats and a
-/// sample of families through the admin API and asks for their re-evaluation
-/// (a GET reads the record from sled and activates nothing; the re-evaluation
-/// goes through the log to the family actor, which activates it).
+/// sample of families through the admin API, then activates the sample's
+/// family actors.
 async fn probe_service(store_path: &Path, families: u64) -> anyhow::Result<ProbeFigures> {
     let start_kib = vm_rss_kib()?;
     let config = Config::for_local(
@@ -1196,37 +1265,51 @@ async fn probe_service(store_path: &Path, families: u64) -> anyhow::Result<Probe
     .await?;
     let opened_kib = vm_rss_kib()?;
     let sample = sample_indexes(families, RSS_SAMPLE_FAMILIES);
-    let mut requests = futures::stream::iter(sample)
-        .map(|index| {
-            let family_url = format!("{admin_url}/v1/families/F{index:08}");
-            let client = &client;
-            async move {
-                send_until_taken(&family_url, || {
-                    client.get(&family_url).bearer_auth(OPERATOR_TOKEN)
-                })
-                .await?;
-                let reevaluate_url = format!("{family_url}/reevaluate");
-                send_until_taken(&reevaluate_url, || {
-                    client.post(&reevaluate_url).bearer_auth(OPERATOR_TOKEN)
-                })
-                .await?;
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(RSS_PROBE_CONCURRENCY);
-    while let Some(result) = requests.next().await {
-        result?;
+    let family_urls: Vec<String> = sample
+        .iter()
+        .map(|index| format!("{admin_url}/v1/families/{}", generated_family_id(*index)))
+        .collect();
+    // First the reads through the admin API: they bring the sample's sled pages
+    // into the cache, so that the next step's growth is the actors' own.
+    for_each_url(&family_urls, |url| client.get(url)).await?;
+    let read_kib = vm_rss_kib()?;
+    // A read activates nothing (it takes the record from sled), so the sample
+    // is activated through the directory, as the dispatcher does, and each
+    // actor answers once so that it is running with its record.
+    for index in &sample {
+        let family_id: storage::ids::FamilyId = generated_family_id(*index).parse()?;
+        let address = running.state.directory.activate(&family_id)?;
+        address
+            .send(actors::family::GetRecord)
+            .await
+            .with_context(|| format!("the actor of {family_id} did not answer"))?;
     }
-    wait_applied(&store).await?;
     let figures = ProbeFigures {
         start_kib,
         opened_kib,
+        read_kib,
         activated_kib: vm_rss_kib()?,
         active: running.state.directory.active_count() as u64,
         size_on_disk: store.size_on_disk()?,
     };
     running.stop().await?;
     Ok(figures)
+}
+
+/// Sends the request `build` makes for each URL, with the operator token and
+/// [`RSS_PROBE_CONCURRENCY`] in flight.
+async fn for_each_url(
+    urls: &[String],
+    build: impl Fn(&str) -> reqwest::RequestBuilder,
+) -> anyhow::Result<()> {
+    let build = &build;
+    let mut requests = futures::stream::iter(urls)
+        .map(|url| send_until_taken(url, move || build(url).bearer_auth(OPERATOR_TOKEN)))
+        .buffer_unordered(RSS_PROBE_CONCURRENCY);
+    while let Some(result) = requests.next().await {
+        result?;
+    }
+    Ok(())
 }
 
 /// In a fresh process: opens the raw database the way dfm opens its store and
@@ -1241,13 +1324,20 @@ fn probe_raw(store_path: &Path, families: u64) -> anyhow::Result<ProbeFigures> {
         tree.get(record_key(usize::try_from(index)?))?
             .with_context(|| format!("raw record {index} is missing"))?;
     }
+    let read_kib = vm_rss_kib()?;
     Ok(ProbeFigures {
         start_kib,
         opened_kib,
-        activated_kib: vm_rss_kib()?,
+        read_kib,
+        activated_kib: read_kib,
         active: 0,
         size_on_disk: store.size_on_disk()?,
     })
+}
+
+/// The id `dfm generate` gives family `index`.
+fn generated_family_id(index: u64) -> String {
+    format!("F{index:08}")
 }
 
 /// `count` distinct random indexes below `below` (all of them if fewer), seeded.
@@ -1597,7 +1687,7 @@ fn print_time_spent(lines: &[String]) {
     if lines.is_empty() {
         return;
     }
-    println!("  time inside the service (its own histograms):");
+    println!("  time inside the service (its own histograms, whole run, setup included):");
     for line in lines {
         println!("    {line}");
     }
@@ -1671,9 +1761,10 @@ mod tests {
         let figures = ProbeFigures {
             start_kib: 1,
             opened_kib: 2,
-            activated_kib: 3,
-            active: 4,
-            size_on_disk: 5,
+            read_kib: 3,
+            activated_kib: 4,
+            active: 5,
+            size_on_disk: 6,
         };
         let parsed = ProbeFigures::parse(&format!("noise\n{}\n", figures.to_line())).unwrap();
         assert_eq!(parsed.to_line(), figures.to_line());

@@ -521,13 +521,6 @@ impl Feeder {
             .batches
             .iter()
             .partition(|batch| batch.agency == "population");
-        if std::env::var_os("DFM_DEMO_POP_FIRST").is_some() {
-            for batch in population {
-                self.send(batch).await?;
-            }
-            futures::future::try_join_all(facts.into_iter().map(|batch| self.send(batch))).await?;
-            return Ok(());
-        }
         futures::future::try_join_all(facts.into_iter().map(|batch| self.send(batch))).await?;
         for batch in population {
             self.send(batch).await?;
@@ -628,11 +621,11 @@ fn state_count(stats: &Value, state: &str) -> u64 {
     count(stats, &["entitlements", state])
 }
 
-/// Whether the service has applied its log and has no payment in flight.
+/// Whether the service has applied its log and has no payment or SMS in flight.
 fn quiet(running: &Running) -> anyhow::Result<bool> {
     let store = &running.state.store;
-    let outbox_empty = store.payment_outbox()?.is_empty();
-    Ok(outbox_empty && store.applied_through()? >= store.last_seq())
+    let outboxes_empty = store.payment_outbox()?.is_empty() && store.sms_outbox()?.is_empty();
+    Ok(outboxes_empty && store.applied_through()? >= store.last_seq())
 }
 
 fn find_catalogue() -> PathBuf {
@@ -683,29 +676,9 @@ async fn run_demo(families: u64, seed: u64, exit: bool) -> anyhow::Result<()> {
     let mut config = Config::for_local(store_path.clone(), &sms.url(), &bank.url(), catalogue);
     config.reply_window = REPLY_WINDOW;
     config.reminder_after = REMINDER_AFTER;
-    config.batch_entries_max = std::env::var("DFM_DEMO_BATCH")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEMO_BATCH_ENTRIES);
-    config.log_backlog_max = config.log_backlog_max.max(500_000);
-    if let Some(v) = std::env::var("DFM_DEMO_CONC")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        config.dispatch_concurrency = v;
-    }
-    if let Some(v) = std::env::var("DFM_DEMO_ARB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        config.arbiters = v;
-    }
-    if let Some(v) = std::env::var("DFM_DEMO_WORKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        config.workers = v;
-    }
+    config.batch_entries_max = DEMO_BATCH_ENTRIES;
+    // The feed outruns the application: past `log_backlog_max` (500,000 by
+    // default) the service answers 503 and the feeder waits and resends.
     let rules = actors::rules::Rules::load(&config.catalogue, config.year)
         .map_err(|e| anyhow::anyhow!("programs catalogue {}: {e}", config.catalogue.display()))?;
     let store = storage::Store::open(&store_path)
@@ -758,9 +731,15 @@ async fn run_demo(families: u64, seed: u64, exit: bool) -> anyhow::Result<()> {
     let bar = ProgressBar::new(expected_events);
     bar.set_style(
         ProgressStyle::with_template(
-            "feed    {bar:32.cyan/blue} {human_pos:>9}/{human_len} events {per_sec:>12} {elapsed:>4}",
+            "feed    {bar:32.cyan/blue} {human_pos:>9}/{human_len} events  {rate:>8} events/s  {elapsed:>4}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write| {
+                let _ = write!(out, "{}", thousands(state.per_sec() as u64));
+            },
+        )
         .progress_chars("=> "),
     );
     let feeder = Feeder {
@@ -786,12 +765,18 @@ async fn run_demo(families: u64, seed: u64, exit: bool) -> anyhow::Result<()> {
         thousands(totals.busy.load(Ordering::Relaxed))
     ));
 
-    // Settle: the feed applied, every answer final, the silent ones expired.
+    // Settle, in three steps: the feed applied; every answer final (then next
+    // month's cycle runs, while the silent ones' window runs out); the silent
+    // ones expired and the cycle paid.
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     let mut timed_out: Vec<String> = Vec::new();
     let waiting = spinner("applying the feed");
+    let next_month = storage::ids::Month::of(today).next().to_string();
+    let purpose_suffix = format!(" {next_month}");
     let mut applied_seconds = None;
-    let mut stats;
+    let mut answered_seconds = None;
+    let mut reached = 0;
+    let mut quiet_polls = 0;
     loop {
         let store = &running.state.store;
         let applied = store.applied_through()?;
@@ -802,7 +787,7 @@ async fn run_demo(families: u64, seed: u64, exit: bool) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64()
             ));
         }
-        stats = admin.stats().await?;
+        let stats = admin.stats().await?;
         let counts = citizens.counts();
         let (offered, consented) = (
             state_count(&stats, "offered"),
@@ -811,6 +796,12 @@ async fn run_demo(families: u64, seed: u64, exit: bool) -> anyhow::Result<()> {
         let replies_pending = citizens.in_flight.load(Ordering::SeqCst);
         let unseen = message_count(&sms).await > citizens.seen.load(Ordering::SeqCst);
         let paid = count(&stats, &["payments_succeeded"]);
+        let answered = counts.yes + counts.wallet + counts.no;
+        let calm = applied_seconds.is_some()
+            && replies_pending == 0
+            && !unseen
+            && consented == 0
+            && quiet(&running)?;
         if applied_seconds.is_none() {
             waiting.set_message(format!(
                 "applying the feed: {} of {} log entries; {} families · offers {} · answered {} · payments {}",
@@ -818,38 +809,59 @@ async fn run_demo(families: u64, seed: u64, exit: bool) -> anyhow::Result<()> {
                 thousands(fed_through),
                 thousands(count(&stats, &["families"])),
                 thousands(counts.offers),
-                thousands(counts.yes + counts.wallet + counts.no),
+                thousands(answered),
                 thousands(paid)
             ));
         } else {
+            let cycle = if answered_seconds.is_some() {
+                format!(
+                    " · {next_month} cycle: {} payments",
+                    thousands(payments_for(&bank, &purpose_suffix).await as u64)
+                )
+            } else {
+                String::new()
+            };
             waiting.set_message(format!(
-                "offers {} · answered {} · payments {} · consents in payment {} · offers open {} (silent ones expire after {} s)",
+                "offers {} · answered {} · payments {} · consents in payment {} · offers open {} (silent ones expire after {} s){cycle}",
                 thousands(counts.offers),
-                thousands(counts.yes + counts.wallet + counts.no),
+                thousands(answered),
                 thousands(paid),
                 thousands(consented),
                 thousands(offered),
                 REPLY_WINDOW.as_secs()
             ));
         }
-        let settled = applied_seconds.is_some()
-            && replies_pending == 0
-            && !unseen
-            && consented == 0
-            && offered == 0
-            && quiet(&running)?;
-        if settled {
-            break;
+        if calm && answered_seconds.is_none() {
+            // Every consent so far is paid: monthly benefits go on next month.
+            answered_seconds = Some(started.elapsed().as_secs_f64());
+            note(&format!(
+                "answers settled after {:.1} s; running the {next_month} payment cycle",
+                started.elapsed().as_secs_f64()
+            ));
+            let cycle = admin.run_cycle(&next_month).await?;
+            reached = cycle["families"].as_u64().unwrap_or(0);
+            quiet_polls = 0;
+        } else if answered_seconds.is_some() {
+            // The cycle re-evaluates families: a new offer gets its answer too.
+            quiet_polls = if calm && offered == 0 {
+                quiet_polls + 1
+            } else {
+                0
+            };
+            if quiet_polls >= 3 {
+                break;
+            }
         }
         if Instant::now() >= deadline {
             timed_out.push(format!(
-                "gave up waiting after {} s: applied {} of {} log entries, {} consents not yet paid, {} offers open, {} replies in flight",
+                "gave up waiting after {} s: applied {} of {} log entries, {} consents not yet paid, {} offers open, {} replies in flight{}",
                 SETTLE_TIMEOUT.as_secs(),
                 thousands(applied),
                 thousands(store.last_seq()),
                 thousands(consented),
                 thousands(offered),
-                thousands(replies_pending as u64)
+                thousands(replies_pending as u64),
+                if answered_seconds.is_none() { "; the monthly cycle was not run" } else { "" }
             ));
             break;
         }
@@ -858,36 +870,6 @@ async fn run_demo(families: u64, seed: u64, exit: bool) -> anyhow::Result<()> {
     waiting.finish_and_clear();
     let settled_seconds = started.elapsed().as_secs_f64();
     note(&format!("settled after {settled_seconds:.1} s"));
-
-    // Next month's cycle: monthly benefits go on being paid.
-    let next_month = storage::ids::Month::of(today).next().to_string();
-    let waiting = spinner(&format!("running the payment cycle for {next_month}"));
-    let cycle = admin.run_cycle(&next_month).await?;
-    let reached = cycle["families"].as_u64().unwrap_or(0);
-    let purpose_suffix = format!(" {next_month}");
-    let cycle_deadline = Instant::now() + Duration::from_secs(60);
-    let mut quiet_polls = 0;
-    loop {
-        let payments = payments_for(&bank, &purpose_suffix).await;
-        waiting.set_message(format!(
-            "payment cycle {next_month}: {} families reached, {} payments",
-            thousands(reached),
-            thousands(payments as u64)
-        ));
-        quiet_polls = if quiet(&running)? { quiet_polls + 1 } else { 0 };
-        if quiet_polls >= 2 {
-            break;
-        }
-        if Instant::now() >= cycle_deadline {
-            timed_out.push(format!(
-                "gave up waiting for the {next_month} cycle after 60 s ({} payments so far)",
-                thousands(payments as u64)
-            ));
-            break;
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    waiting.finish_and_clear();
     let _ = stop_citizens.send(true);
     let _ = answering.await;
 
@@ -909,6 +891,7 @@ async fn run_demo(families: u64, seed: u64, exit: bool) -> anyhow::Result<()> {
             seconds,
             feed_seconds,
             applied_seconds: applied_seconds.unwrap_or(settled_seconds),
+            answered_seconds: answered_seconds.unwrap_or(settled_seconds),
             settled_seconds,
             stats: &stats,
             counts: &counts,
@@ -967,6 +950,7 @@ struct Summary<'a> {
     seconds: f64,
     feed_seconds: f64,
     applied_seconds: f64,
+    answered_seconds: f64,
     settled_seconds: f64,
     stats: &'a Value,
     counts: &'a CitizenCounts,
@@ -1023,15 +1007,16 @@ fn summary(s: &Summary<'_>) -> String {
     );
     let _ = writeln!(
         out,
-        "Timeline:           feed sent {:.1} s ({} events/s) · applied {:.1} s · settled {:.1} s",
+        "Timeline:           feed sent {:.1} s ({} events/s) · applied {:.1} s · answers final {:.1} s · all settled {:.1} s",
         s.feed_seconds,
         thousands((s.accepted as f64 / s.feed_seconds.max(1e-9)) as u64),
         s.applied_seconds,
+        s.answered_seconds,
         s.settled_seconds
     );
     let families_in_store = count(stats, &["families"]);
     let mut line = format!(
-        "In the store:       {} families, {} citizens",
+        "In the store:       {} families, {} living citizens",
         thousands(families_in_store),
         thousands(count(stats, &["citizens"]))
     );
@@ -1107,6 +1092,19 @@ fn summary(s: &Summary<'_>) -> String {
         }
     }
     let failed = by_status.get("RJCT").copied().unwrap_or(0);
+    // The contract: one benefit, one period, one recipient, at most one SUCC.
+    let mut succeeded: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
+    for payment in s.payments.iter().filter(|p| p.status == "SUCC") {
+        succeeded
+            .entry((payment.purpose.as_str(), payment.payee_fa.as_str()))
+            .or_default()
+            .push(payment.reference_id.as_str());
+    }
+    let mut twice: Vec<Vec<&str>> = succeeded
+        .into_values()
+        .filter(|references| references.len() > 1)
+        .collect();
+    twice.sort();
     let _ = writeln!(
         out,
         "Payments {} succeeded · {} failed · {} waiting for an account · KZT paid {}",
@@ -1154,6 +1152,28 @@ fn summary(s: &Summary<'_>) -> String {
         REMINDER_AFTER.as_secs(),
         REPLY_WINDOW.as_secs()
     );
+    let bank_succeeded = by_status.get("SUCC").copied().unwrap_or(0);
+    if bank_succeeded != count(stats, &["payments_succeeded"]) {
+        let _ = writeln!(
+            out,
+            "Check: the bank holds {} succeeded payments, the service counts {}",
+            thousands(bank_succeeded),
+            thousands(count(stats, &["payments_succeeded"]))
+        );
+    }
+    if !twice.is_empty() {
+        let _ = writeln!(
+            out,
+            "Check: {} program-periods paid twice to the same payee, e.g. {}",
+            thousands(twice.len() as u64),
+            twice
+                .iter()
+                .take(3)
+                .map(|references| references.join(" + "))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     for line in s.timed_out {
         let _ = writeln!(out, "Timeout: {line}");
     }
