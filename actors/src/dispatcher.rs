@@ -505,11 +505,21 @@ impl Dispatcher {
             return;
         }
         for commit in commits {
+            // `try_send` respects the bounded mailbox without a round trip; only
+            // when it is full does the dispatcher wait for room.
             for order in commit.sms {
-                let _ = environment.notifier.send(SendSms(order)).await;
+                if let Err(actix::prelude::SendError::Full(SendSms(order))) =
+                    environment.notifier.try_send(SendSms(order))
+                {
+                    let _ = environment.notifier.send(SendSms(order)).await;
+                }
             }
             for order in commit.payments {
-                let _ = environment.bank.send(Disburse(order)).await;
+                if let Err(actix::prelude::SendError::Full(Disburse(order))) =
+                    environment.bank.try_send(Disburse(order))
+                {
+                    let _ = environment.bank.send(Disburse(order)).await;
+                }
             }
         }
     }

@@ -12,13 +12,12 @@
 //! # Trees
 //! | tree | key | value |
 //! |---|---|---|
-//! | `feed` | `L` + seq (u64 BE) / `D` + agency + `\0` + event id | [`LogEntry`] / seq |
+//! | `feed` | `L` + seq (u64 BE) / `D` + agency + `\0` + event id / `S` + inbound SMS id | [`LogEntry`] / seq / seq |
 //! | `families` | family id | [`FamilyRecord`] |
 //! | `orphans` | IIN | [`CitizenFacts`] of a citizen in no family |
 //! | `citizen_family` | IIN | family id (the routing index) |
 //! | `meta` | name | u64 watermarks |
 //! | `sms_outbox` | reference | [`SmsOrder`] |
-//! | `sms_dedup` | inbound message id | seq or 0 |
 //! | `payment_outbox` | reference id | [`PaymentOrder`] |
 //! | `timers` | due (ms, BE) + family + `\0` + entitlement + kind | [`TimerRecord`] |
 //! | `phone_requests` | phone + `\0` + family + `\0` + entitlement | code (u16 BE) |
@@ -167,14 +166,13 @@ impl FamilyCommit {
     }
 }
 
-const TREE_NAMES: [&str; 14] = [
+const TREE_NAMES: [&str; 13] = [
     "feed",
     "families",
     "orphans",
     "citizen_family",
     "meta",
     "sms_outbox",
-    "sms_dedup",
     "payment_outbox",
     "timers",
     "phone_requests",
@@ -194,7 +192,6 @@ struct Trees {
     citizen_family: sled::Tree,
     meta: sled::Tree,
     sms_outbox: sled::Tree,
-    sms_dedup: sled::Tree,
     payment_outbox: sled::Tree,
     timers: sled::Tree,
     phone_requests: sled::Tree,
@@ -295,14 +292,13 @@ impl Store {
             citizen_family: open(TREE_NAMES[3])?,
             meta: open(TREE_NAMES[4])?,
             sms_outbox: open(TREE_NAMES[5])?,
-            sms_dedup: open(TREE_NAMES[6])?,
-            payment_outbox: open(TREE_NAMES[7])?,
-            timers: open(TREE_NAMES[8])?,
-            phone_requests: open(TREE_NAMES[9])?,
-            monthly: open(TREE_NAMES[10])?,
-            stats: open(TREE_NAMES[11])?,
-            audit: open(TREE_NAMES[12])?,
-            quarantine: open(TREE_NAMES[13])?,
+            payment_outbox: open(TREE_NAMES[6])?,
+            timers: open(TREE_NAMES[7])?,
+            phone_requests: open(TREE_NAMES[8])?,
+            monthly: open(TREE_NAMES[9])?,
+            stats: open(TREE_NAMES[10])?,
+            audit: open(TREE_NAMES[11])?,
+            quarantine: open(TREE_NAMES[12])?,
         };
         let last_log = trees
             .feed
@@ -394,22 +390,21 @@ impl Store {
         entry: Option<LogEntry>,
     ) -> Result<Option<u64>> {
         let _guard = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let dedup = message_id.as_bytes();
-        if self.trees.sms_dedup.contains_key(dedup)? {
+        // Inbound ids live beside the log entries (prefix `S`), so that one
+        // batch on one tree writes both atomically.
+        let mut dedup = Vec::with_capacity(1 + message_id.len());
+        dedup.push(b'S');
+        dedup.extend_from_slice(message_id.as_bytes());
+        if self.trees.feed.contains_key(&dedup)? {
             return Ok(None);
         }
         let seq = self.next_seq.load(Ordering::SeqCst);
-        let result = (&self.trees.feed, &self.trees.sms_dedup).transaction(|(feed, sms_dedup)| {
-            if let Some(entry) = &entry {
-                feed.insert(&log_key(seq)[..], encode(entry))?;
-            }
-            sms_dedup.insert(dedup, &seq.to_be_bytes()[..])?;
-            Ok(())
-        });
-        result.map_err(|e: TransactionError<()>| match e {
-            TransactionError::Storage(e) => StoreError::Sled(e),
-            TransactionError::Abort(()) => unreachable!("the closure never aborts"),
-        })?;
+        let mut batch = sled::Batch::default();
+        if let Some(entry) = &entry {
+            batch.insert(&log_key(seq)[..], encode(entry));
+        }
+        batch.insert(dedup, &seq.to_be_bytes()[..]);
+        self.trees.feed.apply_batch(batch)?;
         if entry.is_some() {
             self.next_seq.store(seq + 1, Ordering::SeqCst);
         }
