@@ -14,7 +14,7 @@
 //! The feed is sent in chunks of whole families: each chunk's fact agencies
 //! first (income, health, …), then its population batch, so that a family's
 //! facts are known when its members arrive and the first evaluation already
-//! sees them (no offer that the next batch would withdraw).
+//! sees them (hardly any offer that the next batch would withdraw).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal as _;
@@ -48,8 +48,9 @@ const CHUNK_EVENTS: usize = 14_000;
 const FEED_REQUESTS_IN_FLIGHT: usize = 4;
 /// Chunks being sent at once (each sends its facts, then its population).
 const CHUNKS_IN_FLIGHT: usize = 3;
-/// Log entries the dispatcher takes per batch (the service default is 2048;
-/// bigger batches apply a bulk load faster).
+/// Log entries the dispatcher takes per batch (the service default is 2048): a
+/// family's events, spread over its chunk's agency batches, are then applied
+/// in fewer passes (fewer evaluations and commits of its record).
 const DEMO_BATCH_ENTRIES: usize = 8192;
 /// Reply callbacks in flight at once.
 const REPLIES_IN_FLIGHT: usize = 16;
@@ -912,6 +913,8 @@ async fn run_demo(families: u64, seed: u64, exit: bool) -> anyhow::Result<()> {
         wait_for_signal().await;
         eprintln!("dfm demo: stopping");
     }
+    // Idle keep-alive connections would hold up the servers' graceful stop.
+    drop((feeder, admin, client));
     running.stop().await?;
     sms.stop().await;
     bank.stop().await;

@@ -361,7 +361,7 @@ impl Shared {
         let (succeeded, reason) = answer;
         let status = if succeeded { "succeeded" } else { "rejected" };
         self.metrics.inc(PAYMENTS_TOTAL, &[("status", status)]);
-        tracing::info!(
+        tracing::debug!(
             posts,
             queries,
             status,

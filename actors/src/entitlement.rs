@@ -116,6 +116,7 @@ pub fn create(
         answered_at: None,
         payout: None,
         first_month: None,
+        not_before: None,
         payments: Vec::new(),
         reason: "eligible; no phone on file yet".to_owned(),
     }
@@ -211,8 +212,26 @@ pub fn on_reply(
                     .occasion
                     .unwrap_or_else(|| Month::of(crate::scoring::local_date(received_at)))
             } else {
-                let first = Month::of(crate::scoring::local_date(received_at));
+                let consented_in = Month::of(crate::scoring::local_date(received_at));
+                let first = entitlement
+                    .not_before
+                    .map_or(consented_in, |floor| floor.max(consented_in));
                 entitlement.first_month = Some(first);
+                if entitlement.last_month.is_some_and(|last| last < first) {
+                    // Every month of the term was already paid.
+                    entitlement.state = EntitlementState::Ended;
+                    entitlement.reason =
+                        "every month of the term was already paid by an earlier offer".to_owned();
+                    return commands;
+                }
+                if first > consented_in {
+                    // The first payable month has not come yet: the monthly
+                    // cycle pays it.
+                    entitlement.state = EntitlementState::Active;
+                    entitlement.reason =
+                        format!("consented; paid from {first} by the monthly cycle");
+                    return commands;
+                }
                 first
             };
             commands.extend(pay(entitlement, period, recipient, received_at));

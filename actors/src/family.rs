@@ -14,7 +14,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use storage::event::{EventData, FeedEvent, LogEntry, OperatorAction};
-use storage::ids::{FamilyId, Iin, Phone};
+use storage::ids::{FamilyId, Iin, Month, Phone};
 use storage::record::{
     CitizenFacts, Entitlement, EntitlementState, FamilyRecord, PaymentStatus, PayoutChoice, Review,
     Role,
@@ -505,6 +505,25 @@ fn reevaluate(record: &mut FamilyRecord, step: &Step<'_>, commands: &mut Vec<(St
         if known {
             continue;
         }
+        // The last month any earlier entitlement of this program and recipient
+        // paid (or is paying): a new one starts after it, and is not offered at
+        // all when its term is already covered.
+        let covered_through = record
+            .entitlements
+            .iter()
+            .filter(|e| e.program == decision.code && e.recipient == award.recipient && !e.one_off)
+            .flat_map(|e| e.payments.iter())
+            .filter(|p| p.status != storage::record::PaymentStatus::Rejected)
+            .map(|p| p.period)
+            .max();
+        if !award.one_off
+            && award
+                .last_month
+                .zip(covered_through)
+                .is_some_and(|(last, covered)| covered >= last)
+        {
+            continue;
+        }
         let id = format!(
             "{}-{}-{}",
             record.family_id, decision.code, record.next_entitlement_number
@@ -526,6 +545,9 @@ fn reevaluate(record: &mut FamilyRecord, step: &Step<'_>, commands: &mut Vec<(St
         let code = pick_code(&id, &taken);
         let mut entitlement =
             entitlement::create(id.clone(), &decision.code, award, code, step.now);
+        if !award.one_off {
+            entitlement.not_before = covered_through.map(Month::next);
+        }
         let produced = entitlement::offer(&mut entitlement, &recipient, step.settings, step.now);
         commands.extend(produced.into_iter().map(|c| (id.clone(), c)));
         record.entitlements.push(entitlement);
@@ -1298,5 +1320,138 @@ mod tests {
             .history
             .iter()
             .any(|entry| entry.what == "eligible for large_family"));
+    }
+}
+
+#[cfg(test)]
+mod childcare_term {
+    use std::path::Path;
+
+    use chrono::{NaiveDate, TimeZone};
+    use storage::event::{parse_event, ReplyAnswer};
+    use storage::ids::Sex;
+
+    use super::*;
+
+    fn iin(birth: &str, sex: Sex) -> Iin {
+        let birth: NaiveDate = birth.parse().unwrap();
+        (1..100)
+            .find_map(|serial| Iin::from_parts(birth, sex, serial))
+            .expect("some serial has a check digit")
+    }
+
+    fn step(record: Option<FamilyRecord>, seq: u64, input: FamilyInput) -> Outcome {
+        let rules = Rules::load(
+            Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../config/programs.toml"
+            )),
+            2026,
+        )
+        .unwrap();
+        let settings = Settings {
+            reply_window: chrono::Duration::hours(72),
+            reminder_after: chrono::Duration::hours(48),
+        };
+        let now = Utc.with_ymd_and_hms(2026, 3, 10, 9, 0, 0).unwrap();
+        process(
+            record,
+            &"fam-care".parse().unwrap(),
+            &[(seq, input)],
+            &rules,
+            &settings,
+            now,
+            &|_: &Phone| BTreeSet::new(),
+        )
+    }
+
+    fn childcare(record: &FamilyRecord) -> Vec<&Entitlement> {
+        record
+            .entitlements
+            .iter()
+            .filter(|e| e.program == "childcare_allowance")
+            .collect()
+    }
+
+    /// The child turns 18 months on 25 March: March is the last month. After
+    /// March is paid and the April cycle ends the term, a re-evaluation the same
+    /// day must not offer (and pay) March again.
+    #[test]
+    fn a_finished_term_is_not_offered_and_paid_again() {
+        let mother = iin("1990-01-15", Sex::Female);
+        let baby = iin("2024-09-25", Sex::Male);
+        let feed = |id: &str, kind: &str, data: serde_json::Value| {
+            FamilyInput::Feed(
+                parse_event(serde_json::json!({"id": id, "type": kind, "occurred_at": "2026-03-01T08:00:00Z", "data": data}))
+                    .unwrap(),
+            )
+        };
+        let mut record = None;
+        let inputs = vec![
+            FamilyInput::Attach {
+                iin: mother,
+                role: Role::Head,
+                orphan: None,
+            },
+            FamilyInput::Attach {
+                iin: baby,
+                role: Role::Child,
+                orphan: None,
+            },
+            feed(
+                "c",
+                "citizen.contact_changed",
+                serde_json::json!({"iin": mother.to_string(), "phone": "+77011234567"}),
+            ),
+        ];
+        for (index, input) in inputs.into_iter().enumerate() {
+            record = Some(step(record, index as u64 + 1, input).record);
+        }
+        let offered = childcare(record.as_ref().unwrap());
+        assert_eq!(
+            offered.len(),
+            1,
+            "{:?}",
+            record.as_ref().unwrap().entitlements
+        );
+        assert_eq!(offered[0].last_month, Some("2026-03".parse().unwrap()));
+        let id = offered[0].id.clone();
+        let at = Utc.with_ymd_and_hms(2026, 3, 10, 10, 0, 0).unwrap();
+        let family_id: FamilyId = "fam-care".parse().unwrap();
+        let reply = FamilyInput::Internal(LogEntry::SmsReply {
+            family_id: family_id.clone(),
+            entitlement_id: id.clone(),
+            answer: ReplyAnswer::Consent(PayoutChoice::SocialWallet),
+            received_at: at,
+        });
+        let outcome = step(record, 10, reply);
+        assert_eq!(outcome.commit.payments.len(), 1);
+        let reference = outcome.commit.payments[0].reference_id.clone();
+        let paid = FamilyInput::Internal(LogEntry::PaymentOutcome {
+            family_id: family_id.clone(),
+            reference_id: reference,
+            succeeded: true,
+            reason: None,
+        });
+        let outcome = step(Some(outcome.record), 11, paid);
+        let cycle = FamilyInput::Internal(LogEntry::CycleDue {
+            family_id: family_id.clone(),
+            month: "2026-04".parse().unwrap(),
+        });
+        let outcome = step(Some(outcome.record), 12, cycle);
+        assert_eq!(childcare(&outcome.record)[0].state, EntitlementState::Ended);
+        let again = FamilyInput::Internal(LogEntry::Operator {
+            family_id,
+            operator: "test".to_owned(),
+            action: OperatorAction::Reevaluate,
+            at,
+        });
+        let outcome = step(Some(outcome.record), 13, again);
+        assert_eq!(
+            childcare(&outcome.record).len(),
+            1,
+            "no second childcare entitlement"
+        );
+        assert!(outcome.commit.sms.is_empty());
     }
 }

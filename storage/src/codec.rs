@@ -319,6 +319,7 @@ mod tests {
                 answered_at,
                 payout,
                 first_month,
+                not_before: first_month,
                 payments,
                 reason,
             },

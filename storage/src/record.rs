@@ -482,8 +482,13 @@ pub struct Entitlement {
     pub reminded: bool,
     pub answered_at: Option<DateTime<Utc>>,
     pub payout: Option<PayoutChoice>,
-    /// The first month a monthly benefit pays for (the month of consent).
+    /// The first month a monthly benefit pays for (the month of consent, or
+    /// `not_before` if later).
     pub first_month: Option<Month>,
+    /// The first month this entitlement may pay: the month after the last one
+    /// an earlier entitlement of the same program and recipient paid, so that a
+    /// benefit offered again never pays a month twice.
+    pub not_before: Option<Month>,
     pub payments: Vec<Payment>,
     /// Why the entitlement is in its state, in words.
     pub reason: String,
