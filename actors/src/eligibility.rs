@@ -7,9 +7,10 @@
 //! from the catalogue ([`Rules`]); this module holds the logic of the nine kinds only.
 //!
 //! # Choices the law leaves open (also written beside the values in `config/programs.toml`)
-//! - One decision per program per family, so a program awards one person: where the law would
-//!   pay several (two members with a disability, two job losses, twins under 1.5), the first
-//!   decides — by IIN order, or the youngest child — and the others are named in the reasons.
+//! - One decision per program per family. Benefits paid per person (disability, job loss)
+//!   carry one award per eligible member (`more_awards` after the first, by IIN order). The
+//!   others award one person: awarded mothers (the highest award), childcare and the
+//!   disabled-child benefit (for the youngest child; twins under 1.5 are one allowance here).
 //! - Children are members with role `child`. A child's order counts every child in the record
 //!   born before it (a deceased child too: order is of births; twins by IIN order). Children
 //!   who have left the family are not in the record and cannot be counted.
@@ -71,7 +72,9 @@ fn decide(program: &ProgramRule, household: &Household<'_>, rules: &Rules) -> Pr
     let Outcome {
         mut reasons,
         mut award,
+        mut more_awards,
     } = outcome;
+    more_awards.retain(|extra| extra.amount > Money::ZERO);
     assert!(!reasons.is_empty(), "every decision has a reason");
     // A tiny salary (one tiyn × 45%) can round to nothing; nothing is not an award.
     if award
@@ -82,11 +85,15 @@ fn decide(program: &ProgramRule, household: &Household<'_>, rules: &Rules) -> Pr
         reasons.push("the amount rounds to 0.00 KZT, so there is nothing to award".to_owned());
         award = None;
     }
+    if award.is_none() {
+        more_awards.clear();
+    }
     ProgramDecision {
         code: program.code.clone(),
         eligible: award.is_some(),
         reasons,
         award,
+        more_awards,
     }
 }
 
@@ -128,6 +135,7 @@ impl Context<'_, '_> {
                 one_off: self.program.one_off(),
                 last_month,
             }),
+            more_awards: Vec::new(),
         }
     }
 }
@@ -141,12 +149,15 @@ struct Recipient<'a> {
 struct Outcome {
     reasons: Vec<String>,
     award: Option<AwardDecision>,
+    /// Further recipients of a benefit paid per person.
+    more_awards: Vec<AwardDecision>,
 }
 
 fn refused(reasons: Vec<String>) -> Outcome {
     Outcome {
         reasons,
         award: None,
+        more_awards: Vec::new(),
     }
 }
 
@@ -726,15 +737,25 @@ fn disability(rule: &DisabilityRule, context: &Context<'_, '_>) -> Outcome {
             subsistence_words(multiple, context.rules, amount)
         ),
     ];
-    for (other, other_group, _) in &disabled[1..] {
+    let mut more_awards = Vec::new();
+    for (other, other_group, other_multiple) in &disabled[1..] {
+        let other_amount = other_multiple.apply(context.rules.subsistence_minimum);
         reasons.push(format!(
-            "{} also has disability group {}; this program decides one member per family (the first by IIN), \
-             so that member's benefit is not part of this decision",
+            "{} also has disability group {}{}: {} a month, paid to that member",
             other.name(),
-            group_name(*other_group)
+            group_name(*other_group),
+            validity_words(other.facts),
+            subsistence_words(*other_multiple, context.rules, other_amount)
         ));
+        more_awards.push(AwardDecision {
+            recipient: other.facts.iin,
+            amount: other_amount,
+            occasion: None,
+            one_off: context.program.one_off(),
+            last_month: None,
+        });
     }
-    context.award(
+    let mut outcome = context.award(
         reasons,
         Recipient {
             person: *person,
@@ -743,7 +764,9 @@ fn disability(rule: &DisabilityRule, context: &Context<'_, '_>) -> Outcome {
         amount,
         None,
         None,
-    )
+    );
+    outcome.more_awards = more_awards;
+    outcome
 }
 
 fn survivor(rule: &SurvivorRule, context: &Context<'_, '_>) -> Outcome {
@@ -886,6 +909,7 @@ fn job_loss(rule: &JobLossRule, context: &Context<'_, '_>) -> Outcome {
     }
     let mut reasons = Vec::new();
     let mut chosen: Option<(Person<'_>, Money, Month)> = None;
+    let mut more_awards: Vec<AwardDecision> = Vec::new();
     for (person, loss_month) in lost {
         let last_month = months_ahead(loss_month, rule.months - 1);
         if loss_month > this_month {
@@ -916,15 +940,6 @@ fn job_loss(rule: &JobLossRule, context: &Context<'_, '_>) -> Outcome {
             ));
             continue;
         }
-        if let Some((chosen_person, _, _)) = &chosen {
-            reasons.push(format!(
-                "{} also lost a job in {loss_month}; this program decides one member per family (the first by IIN, {}), \
-                 so that member's benefit is not part of this decision",
-                person.name(),
-                chosen_person.name()
-            ));
-            continue;
-        }
         let salary_months = count(salaries.len());
         let total = saturating_sum(salaries);
         // One rounding: total × share / months.
@@ -932,37 +947,56 @@ fn job_loss(rule: &JobLossRule, context: &Context<'_, '_>) -> Outcome {
             rule.salary_share.ten_thousandths(),
             u64::from(salary_months) * 10_000,
         );
-        reasons.insert(
-            0,
-            format!(
-                "{} lost a job in {loss_month} after being {}; paid for {} months, {loss_month} to {last_month}",
-                person.name(),
-                person.facts.employment.and_then(|e| e.previous).map_or("employed", status_name),
-                rule.months
-            ),
+        let lost = format!(
+            "{} lost a job in {loss_month} after being {}; paid for {} months, {loss_month} to {last_month}",
+            person.name(),
+            person.facts.employment.and_then(|e| e.previous).map_or("employed", status_name),
+            rule.months
         );
-        reasons.insert(
-            1,
-            format!(
-                "salary of {total} KZT over {salary_months} month{} with salary from {first} to {before}: \
-                 {} of the average = {amount} KZT a month",
-                plural(salary_months),
-                crate::rules::percent(rule.salary_share)
-            ),
+        let salary = format!(
+            "salary of {total} KZT over {salary_months} month{} with salary from {first} to {before}: \
+             {} of the average = {amount} KZT a month",
+            plural(salary_months),
+            crate::rules::percent(rule.salary_share)
         );
-        chosen = Some((*person, amount, last_month));
+        if chosen.is_none() {
+            reasons.insert(0, lost);
+            reasons.insert(1, salary);
+        } else {
+            reasons.push(format!(
+                "{} also lost a job in {loss_month}, paid to that member: {salary}",
+                person.name()
+            ));
+        }
+        if chosen.is_none() {
+            chosen = Some((*person, amount, last_month));
+        } else {
+            // Paid per person: a second member who lost a job has an award of
+            // their own.
+            more_awards.push(AwardDecision {
+                recipient: person.facts.iin,
+                amount,
+                occasion: None,
+                one_off: context.program.one_off(),
+                last_month: Some(last_month),
+            });
+        }
     }
     match chosen {
-        Some((person, amount, last_month)) => context.award(
-            reasons,
-            Recipient {
-                person,
-                role_words: "the person who lost the job",
-            },
-            amount,
-            None,
-            Some(last_month),
-        ),
+        Some((person, amount, last_month)) => {
+            let mut outcome = context.award(
+                reasons,
+                Recipient {
+                    person,
+                    role_words: "the person who lost the job",
+                },
+                amount,
+                None,
+                Some(last_month),
+            );
+            outcome.more_awards = more_awards;
+            outcome
+        }
         None => refused(reasons),
     }
 }
@@ -1159,6 +1193,7 @@ pub(crate) mod fixtures {
         Money::parse(text).expect("an amount")
     }
 
+    #[derive(Clone)]
     pub struct FamilyBuilder {
         record: FamilyRecord,
         next_serial: u32,
@@ -1911,7 +1946,7 @@ mod tests {
     }
 
     #[test]
-    fn disability_decides_one_member_and_names_the_others() {
+    fn disability_is_paid_to_each_member_with_a_group() {
         // The head (born 1988) comes before the spouse (1990) in IIN order.
         let family = fixtures::well_off_family()
             .member_facts(0, |facts| {
@@ -1927,10 +1962,18 @@ mod tests {
                 })
             });
         check(
-            family,
+            family.clone(),
             "disability",
             "40680.80 to member 0, monthly",
-            "also has disability group 1; this program decides one member per family",
+            "also has disability group 1 (indefinite): 1.50",
+        );
+        let record = family.build();
+        let decision = decision(&record, &fixtures::rules_2026(), "disability");
+        let amounts: Vec<String> = decision.awards().map(|a| a.amount.to_string()).collect();
+        assert_eq!(amounts, vec!["40680.80", "76276.50"]);
+        assert_eq!(
+            decision.more_awards[0].recipient,
+            record.members[1].facts.iin
         );
     }
 
@@ -2280,7 +2323,7 @@ mod tests {
     }
 
     #[test]
-    fn job_loss_decides_one_member_and_names_the_other() {
+    fn job_loss_is_paid_to_each_member_who_lost_a_job() {
         let family =
             lost_job("2026-06-01", Some(EmploymentStatus::Employed)).member_facts(0, |facts| {
                 fixtures::employment_since(
@@ -2293,10 +2336,18 @@ mod tests {
             });
         // The head (born 1988) comes first in IIN order: 45% × 200000 = 90000.00.
         check(
-            family,
+            family.clone(),
             "job_loss",
             "90000.00 to member 0, monthly to 2027-03",
-            "also lost a job in 2026-06",
+            "also lost a job in 2026-06, paid to that member",
+        );
+        let record = family.build();
+        let decision = decision(&record, &fixtures::rules_2026(), "job_loss");
+        let amounts: Vec<String> = decision.awards().map(|a| a.amount.to_string()).collect();
+        assert_eq!(amounts, vec!["90000.00", "135000.00"]);
+        assert_eq!(
+            decision.more_awards[0].last_month,
+            Some("2026-11".parse().unwrap())
         );
     }
 

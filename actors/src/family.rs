@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use storage::event::{EventData, FeedEvent, LogEntry, OperatorAction};
 use storage::ids::{FamilyId, Iin, Month, Phone};
 use storage::record::{
-    CitizenFacts, Entitlement, EntitlementState, FamilyRecord, PaymentStatus, PayoutChoice, Review,
-    Role,
+    AwardDecision, CitizenFacts, Entitlement, EntitlementState, FamilyRecord, PaymentStatus,
+    PayoutChoice, Review, Role,
 };
 use storage::store::{counter, FamilyCommit, OpenRequest, PaymentOrder, SmsOrder, TimerRecord};
 use storage::Store;
@@ -465,22 +465,27 @@ fn reevaluate(record: &mut FamilyRecord, step: &Step<'_>, commands: &mut Vec<(St
         .map(|m| m.facts.iin)
         .collect();
     for decision in &evaluation.programs {
-        let award = decision.award.as_ref().filter(|_| decision.eligible);
+        let awards: Vec<&AwardDecision> = if decision.eligible {
+            decision.awards().collect()
+        } else {
+            Vec::new()
+        };
         // Open entitlements of this program that today's decision no longer covers.
         for index in 0..record.entitlements.len() {
             let entitlement = &record.entitlements[index];
             if entitlement.program != decision.code || !entitlement.state.is_open() {
                 continue;
             }
-            let covered = award.is_some_and(|award| {
+            let matching = awards.iter().copied().find(|award| {
                 award.recipient == entitlement.recipient
                     && (!entitlement.one_off || award.occasion == entitlement.occasion)
-            }) && living.contains(&entitlement.recipient);
+            });
+            let covered = matching.is_some() && living.contains(&entitlement.recipient);
             let recipient = recipient_of(record, &entitlement.recipient);
             let entitlement = &mut record.entitlements[index];
             let produced = entitlement::on_eligibility(
                 entitlement,
-                if covered { award } else { None },
+                if covered { matching } else { None },
                 &recipient,
                 step.settings,
                 step.now,
@@ -488,69 +493,73 @@ fn reevaluate(record: &mut FamilyRecord, step: &Step<'_>, commands: &mut Vec<(St
             let id = entitlement.id.clone();
             commands.extend(produced.into_iter().map(|c| (id.clone(), c)));
         }
-        let Some(award) = award else { continue };
-        let known = record.entitlements.iter().any(|e| {
-            e.program == decision.code
-                && e.recipient == award.recipient
-                && if e.one_off {
-                    e.occasion == award.occasion
-                } else {
-                    e.state.is_open()
-                        || matches!(
-                            e.state,
-                            EntitlementState::Declined | EntitlementState::Expired
-                        )
-                }
-        });
-        if known {
-            continue;
-        }
-        // The last month any earlier entitlement of this program and recipient
-        // paid (or is paying): a new one starts after it, and is not offered at
-        // all when its term is already covered.
-        let covered_through = record
-            .entitlements
-            .iter()
-            .filter(|e| e.program == decision.code && e.recipient == award.recipient && !e.one_off)
-            .flat_map(|e| e.payments.iter())
-            .filter(|p| p.status != storage::record::PaymentStatus::Rejected)
-            .map(|p| p.period)
-            .max();
-        if !award.one_off
-            && award
-                .last_month
-                .zip(covered_through)
-                .is_some_and(|(last, covered)| covered >= last)
-        {
-            continue;
-        }
-        let id = format!(
-            "{}-{}-{}",
-            record.family_id, decision.code, record.next_entitlement_number
-        );
-        record.next_entitlement_number += 1;
-        let recipient = recipient_of(record, &award.recipient);
-        let mut taken = recipient
-            .phone
-            .as_ref()
-            .map(|phone| (step.taken_codes)(phone))
-            .unwrap_or_default();
-        taken.extend(
-            record
+        for award in awards {
+            let known = record.entitlements.iter().any(|e| {
+                e.program == decision.code
+                    && e.recipient == award.recipient
+                    && if e.one_off {
+                        e.occasion == award.occasion
+                    } else {
+                        e.state.is_open()
+                            || matches!(
+                                e.state,
+                                EntitlementState::Declined | EntitlementState::Expired
+                            )
+                    }
+            });
+            if known {
+                continue;
+            }
+            // The last month any earlier entitlement of this program and recipient
+            // paid (or is paying): a new one starts after it, and is not offered at
+            // all when its term is already covered.
+            let covered_through = record
                 .entitlements
                 .iter()
-                .filter(|e| e.state == EntitlementState::Offered)
-                .map(|e| e.code),
-        );
-        let code = pick_code(&id, &taken);
-        let mut entitlement =
-            entitlement::create(id.clone(), &decision.code, award, code, step.now);
-        if !award.one_off {
-            entitlement.not_before = covered_through.map(Month::next);
+                .filter(|e| {
+                    e.program == decision.code && e.recipient == award.recipient && !e.one_off
+                })
+                .flat_map(|e| e.payments.iter())
+                .filter(|p| p.status != storage::record::PaymentStatus::Rejected)
+                .map(|p| p.period)
+                .max();
+            if !award.one_off
+                && award
+                    .last_month
+                    .zip(covered_through)
+                    .is_some_and(|(last, covered)| covered >= last)
+            {
+                continue;
+            }
+            let id = format!(
+                "{}-{}-{}",
+                record.family_id, decision.code, record.next_entitlement_number
+            );
+            record.next_entitlement_number += 1;
+            let recipient = recipient_of(record, &award.recipient);
+            let mut taken = recipient
+                .phone
+                .as_ref()
+                .map(|phone| (step.taken_codes)(phone))
+                .unwrap_or_default();
+            taken.extend(
+                record
+                    .entitlements
+                    .iter()
+                    .filter(|e| e.state == EntitlementState::Offered)
+                    .map(|e| e.code),
+            );
+            let code = pick_code(&id, &taken);
+            let mut entitlement =
+                entitlement::create(id.clone(), &decision.code, award, code, step.now);
+            if !award.one_off {
+                entitlement.not_before = covered_through.map(Month::next);
+            }
+            let produced =
+                entitlement::offer(&mut entitlement, &recipient, step.settings, step.now);
+            commands.extend(produced.into_iter().map(|c| (id.clone(), c)));
+            record.entitlements.push(entitlement);
         }
-        let produced = entitlement::offer(&mut entitlement, &recipient, step.settings, step.now);
-        commands.extend(produced.into_iter().map(|c| (id.clone(), c)));
-        record.entitlements.push(entitlement);
     }
     record.evaluation = Some(evaluation);
 }
@@ -1453,5 +1462,110 @@ mod childcare_term {
             "no second childcare entitlement"
         );
         assert!(outcome.commit.sms.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod per_person {
+    use std::path::Path;
+
+    use chrono::{NaiveDate, TimeZone};
+    use storage::event::parse_event;
+    use storage::ids::Sex;
+
+    use super::*;
+
+    fn iin(birth: &str, sex: Sex) -> Iin {
+        let birth: NaiveDate = birth.parse().unwrap();
+        (1..100)
+            .find_map(|serial| Iin::from_parts(birth, sex, serial))
+            .expect("some serial has a check digit")
+    }
+
+    /// Two members with a disability: two entitlements, one to each of them.
+    #[test]
+    fn each_member_with_a_disability_gets_an_entitlement() {
+        let rules = Rules::load(
+            Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../config/programs.toml"
+            )),
+            2026,
+        )
+        .unwrap();
+        let settings = Settings {
+            reply_window: chrono::Duration::hours(72),
+            reminder_after: chrono::Duration::hours(48),
+        };
+        let now = Utc.with_ymd_and_hms(2026, 3, 10, 9, 0, 0).unwrap();
+        let head = iin("1970-04-04", Sex::Male);
+        let spouse = iin("1972-05-05", Sex::Female);
+        let feed = |id: &str, kind: &str, data: serde_json::Value| {
+            FamilyInput::Feed(
+                parse_event(serde_json::json!({"id": id, "type": kind, "occurred_at": "2026-03-01T08:00:00Z", "data": data}))
+                    .unwrap(),
+            )
+        };
+        let inputs: Vec<(u64, FamilyInput)> = vec![
+            FamilyInput::Attach {
+                iin: head,
+                role: Role::Head,
+                orphan: None,
+            },
+            FamilyInput::Attach {
+                iin: spouse,
+                role: Role::Spouse,
+                orphan: None,
+            },
+            feed(
+                "d1",
+                "disability.assessed",
+                serde_json::json!({"iin": head.to_string(), "group": "2", "until": null}),
+            ),
+            feed(
+                "d2",
+                "disability.assessed",
+                serde_json::json!({"iin": spouse.to_string(), "group": "3", "until": null}),
+            ),
+            feed(
+                "p1",
+                "citizen.contact_changed",
+                serde_json::json!({"iin": head.to_string(), "phone": "+77011230001"}),
+            ),
+            feed(
+                "p2",
+                "citizen.contact_changed",
+                serde_json::json!({"iin": spouse.to_string(), "phone": "+77011230002"}),
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(index, input)| (index as u64 + 1, input))
+        .collect();
+        let outcome = process(
+            None,
+            &"fam-two".parse().unwrap(),
+            &inputs,
+            &rules,
+            &settings,
+            now,
+            &|_: &Phone| BTreeSet::new(),
+        );
+        let disability: Vec<&Entitlement> = outcome
+            .record
+            .entitlements
+            .iter()
+            .filter(|e| e.program == "disability")
+            .collect();
+        assert_eq!(disability.len(), 2);
+        let recipients: BTreeSet<Iin> = disability.iter().map(|e| e.recipient).collect();
+        assert_eq!(recipients, BTreeSet::from([head, spouse]));
+        assert!(disability
+            .iter()
+            .all(|e| e.state == EntitlementState::Offered));
+        // 1.20 and 0.80 × 50,851.
+        let mut amounts: Vec<String> = disability.iter().map(|e| e.amount.to_string()).collect();
+        amounts.sort();
+        assert_eq!(amounts, vec!["40680.80", "61021.20"]);
     }
 }

@@ -47,13 +47,16 @@ pub struct WhatIf {
     pub level_shifts: BTreeMap<String, u64>,
 }
 
+/// Whether the family is eligible for the program, and what all of its awards
+/// (one per person for per-person benefits) cost.
 fn monthly(evaluation: &Evaluation, code: &str) -> Option<(bool, Money)> {
-    evaluation
+    let decision = evaluation
         .programs
         .iter()
-        .find(|p| p.code == code && p.eligible)
-        .and_then(|p| p.award.as_ref())
-        .map(|award| (award.one_off, award.amount))
+        .find(|p| p.code == code && p.eligible)?;
+    let first = decision.award.as_ref()?;
+    let total = decision.awards().map(|award| award.amount).sum();
+    Some((first.one_off, total))
 }
 
 fn level_name(level: Level) -> String {

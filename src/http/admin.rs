@@ -386,6 +386,7 @@ pub fn family_json(
                         "reasons": p.reasons,
                         "recipient_iin": p.award.as_ref().map(|a| a.recipient.to_string()),
                         "amount": p.award.as_ref().map(|a| a.amount),
+                        "more_awards": p.more_awards.iter().map(|a| json!({"recipient_iin": a.recipient.to_string(), "amount": a.amount})).collect::<Vec<_>>(),
                     })
                 })
                 .collect()

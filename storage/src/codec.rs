@@ -343,6 +343,7 @@ mod tests {
                 code,
                 eligible,
                 reasons,
+                more_awards: Vec::new(),
                 award: award.map(|(recipient, amount, occasion, one_off, last_month)| {
                     AwardDecision {
                         recipient,

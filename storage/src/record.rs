@@ -326,6 +326,16 @@ pub struct ProgramDecision {
     pub reasons: Vec<String>,
     /// Present when eligible: who gets how much.
     pub award: Option<AwardDecision>,
+    /// Further recipients of a benefit paid per person (disability, job loss):
+    /// each is an entitlement of its own.
+    pub more_awards: Vec<AwardDecision>,
+}
+
+impl ProgramDecision {
+    /// Every award of the decision, the first one first.
+    pub fn awards(&self) -> impl Iterator<Item = &AwardDecision> {
+        self.award.iter().chain(self.more_awards.iter())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
