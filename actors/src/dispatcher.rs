@@ -232,6 +232,10 @@ impl Directory {
 struct Groups {
     order: Vec<FamilyId>,
     inputs: HashMap<FamilyId, Vec<(u64, FamilyInput)>>,
+    /// Facts of citizens in no family changed in this batch, not yet written:
+    /// a registration followed by the citizen joining a family in the same
+    /// batch never touches the orphan tree.
+    orphans: HashMap<storage::ids::Iin, CitizenFacts>,
 }
 
 impl Groups {
@@ -395,7 +399,10 @@ impl Dispatcher {
                 if current.as_ref() != Some(family_id) {
                     self.store.set_family_of(iin, Some(family_id))?;
                 }
-                let orphan = self.store.orphan(iin)?;
+                let orphan = match groups.orphans.remove(iin) {
+                    Some(facts) => Some(facts),
+                    None => self.store.orphan(iin)?,
+                };
                 groups.push(
                     family_id.clone(),
                     seq,
@@ -423,17 +430,20 @@ impl Dispatcher {
                 Subject::Citizen(iin) => match self.store.family_of(iin)? {
                     Some(family_id) => groups.push(family_id, seq, FamilyInput::Feed(event)),
                     None => {
-                        let mut facts = self
-                            .store
-                            .orphan(iin)?
-                            .unwrap_or_else(|| CitizenFacts::new(*iin));
+                        let mut facts = match groups.orphans.remove(iin) {
+                            Some(facts) => facts,
+                            None => self
+                                .store
+                                .orphan(iin)?
+                                .unwrap_or_else(|| CitizenFacts::new(*iin)),
+                        };
                         if facts.applied_seq < seq {
                             if apply::apply_to_citizen(&mut facts, &event).is_err() {
                                 self.metrics.inc("dfm_inputs_ignored_total", &[]);
                             }
                             facts.applied_seq = seq;
-                            self.store.put_orphan(&facts)?;
                         }
+                        groups.orphans.insert(*iin, facts);
                     }
                 },
             },
@@ -444,6 +454,15 @@ impl Dispatcher {
     /// Sends every pending group to its actor, waits for all of them, writes
     /// their changes in one transaction, then hands SMS and payments on.
     async fn deliver(&self, groups: &mut Groups) {
+        // Orphan facts go to disk before anything that could read them there (a
+        // family taking them in, a later batch) and before the watermark moves.
+        if !groups.orphans.is_empty() {
+            let facts: Vec<CitizenFacts> = groups.orphans.drain().map(|(_, facts)| facts).collect();
+            while let Err(error) = self.store.put_orphans(&facts) {
+                tracing::error!(%error, "could not write orphan facts; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
         let batch = groups.take();
         if batch.is_empty() {
             return;

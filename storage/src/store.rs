@@ -594,6 +594,16 @@ impl Store {
             .transpose()
     }
 
+    /// Writes many citizens' orphan facts in one batch.
+    pub fn put_orphans(&self, facts: &[CitizenFacts]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for facts in facts {
+            batch.insert(facts.iin.as_str().as_bytes(), encode(facts));
+        }
+        self.trees.orphans.apply_batch(batch)?;
+        Ok(())
+    }
+
     pub fn put_orphan(&self, facts: &CitizenFacts) -> Result<()> {
         self.trees
             .orphans
