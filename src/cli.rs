@@ -50,6 +50,11 @@ pub enum Command {
         seed: u64,
         #[arg(long)]
         out: PathBuf,
+        /// The day the population is generated for (ages, births this year,
+        /// recent incomes); default today. The output is a function of the seed
+        /// and this day.
+        #[arg(long)]
+        today: Option<chrono::NaiveDate>,
     },
     /// Benchmarks, each beside a raw-sled baseline measured in the same run.
     Bench(crate::bench::BenchArgs),
@@ -82,6 +87,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             families,
             seed,
             out,
+            today,
         } => {
             let file = std::fs::File::create(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
@@ -91,7 +97,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 &GenerateOptions {
                     families,
                     seed,
-                    today: chrono::Utc::now().date_naive(),
+                    today: today.unwrap_or_else(|| chrono::Utc::now().date_naive()),
                 },
                 &mut writer,
             )?;
