@@ -572,25 +572,36 @@ impl Handler<ResumeOrder> for BankGateway {
     }
 }
 
+/// Pending payments read per page when the outbox is resumed.
+pub const RESUME_PAGE: usize = 1_000;
+
 impl Handler<ResumeOutbox> for BankGateway {
     type Result = ();
 
     fn handle(&mut self, _: ResumeOutbox, ctx: &mut Context<Self>) {
-        let orders = match self.shared.store.payment_outbox() {
-            Ok(orders) => orders,
-            Err(error) => {
-                tracing::error!(%error, "could not read the payment outbox; pending payments wait for the next start");
-                return;
-            }
-        };
-        tracing::info!(pending = orders.len(), "resuming the payment outbox");
+        let store = self.shared.store.clone();
         let gateway = ctx.address();
         actix::spawn(async move {
-            for order in orders {
-                if gateway.send(ResumeOrder(order)).await.is_err() {
-                    break;
+            let mut after: Option<String> = None;
+            let mut resumed = 0usize;
+            loop {
+                let page = match store.payment_outbox_page(after.as_deref(), RESUME_PAGE) {
+                    Ok(page) => page,
+                    Err(error) => {
+                        tracing::error!(%error, "could not read the payment outbox; pending payments wait for the next start");
+                        return;
+                    }
+                };
+                let Some(last) = page.last() else { break };
+                after = Some(last.reference_id.clone());
+                resumed += page.len();
+                for order in page {
+                    if gateway.send(ResumeOrder(order)).await.is_err() {
+                        return;
+                    }
                 }
             }
+            tracing::info!(resumed, "the payment outbox is resumed");
         });
     }
 }

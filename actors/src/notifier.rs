@@ -280,25 +280,37 @@ impl Handler<SendSms> for Notifier {
     }
 }
 
+/// Pending SMS read per page when the outbox is resumed; memory stays bounded
+/// whatever the size of the outbox.
+pub const RESUME_PAGE: usize = 1_000;
+
 impl Handler<ResumeOutbox> for Notifier {
     type Result = ();
 
     fn handle(&mut self, _: ResumeOutbox, ctx: &mut Context<Self>) {
-        let orders = match self.shared.store.sms_outbox() {
-            Ok(orders) => orders,
-            Err(error) => {
-                tracing::error!(%error, "could not read the SMS outbox; pending SMS wait for the next start");
-                return;
-            }
-        };
-        tracing::info!(pending = orders.len(), "resuming the SMS outbox");
+        let store = self.shared.store.clone();
         let notifier = ctx.address();
         actix::spawn(async move {
-            for order in orders {
-                if notifier.send(SendSms(order)).await.is_err() {
-                    break;
+            let mut after: Option<String> = None;
+            let mut resumed = 0usize;
+            loop {
+                let page = match store.sms_outbox_page(after.as_deref(), RESUME_PAGE) {
+                    Ok(page) => page,
+                    Err(error) => {
+                        tracing::error!(%error, "could not read the SMS outbox; pending SMS wait for the next start");
+                        return;
+                    }
+                };
+                let Some(last) = page.last() else { break };
+                after = Some(last.reference.clone());
+                resumed += page.len();
+                for order in page {
+                    if notifier.send(SendSms(order)).await.is_err() {
+                        return;
+                    }
                 }
             }
+            tracing::info!(resumed, "the SMS outbox is resumed");
         });
     }
 }

@@ -689,6 +689,45 @@ impl Store {
 
     // ----- side tables -----
 
+    /// Pending SMS after `after` (a reference, exclusive), at most `limit`, in
+    /// reference order: a restart resumes the outbox a page at a time.
+    pub fn sms_outbox_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<SmsOrder>> {
+        let start = match after {
+            Some(after) => std::ops::Bound::Excluded(after.as_bytes().to_vec()),
+            None => std::ops::Bound::Unbounded,
+        };
+        self.trees
+            .sms_outbox
+            .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item?;
+                decode_in("sms_outbox", &key, &value)
+            })
+            .collect()
+    }
+
+    /// Pending payments after `after` (a reference id, exclusive), at most `limit`.
+    pub fn payment_outbox_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PaymentOrder>> {
+        let start = match after {
+            Some(after) => std::ops::Bound::Excluded(after.as_bytes().to_vec()),
+            None => std::ops::Bound::Unbounded,
+        };
+        self.trees
+            .payment_outbox
+            .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item?;
+                decode_in("payment_outbox", &key, &value)
+            })
+            .collect()
+    }
+
     pub fn sms_outbox(&self) -> Result<Vec<SmsOrder>> {
         self.trees
             .sms_outbox
