@@ -451,7 +451,7 @@ async fn post_body(
     public_url: &str,
     body: &FeedBody,
 ) -> anyhow::Result<FeedTotals> {
-    let token = agency_token(body.agency)
+    let token = crate::config::local_agency_token(body.agency)
         .with_context(|| format!("no token for agency {}", body.agency))?;
     let url = format!("{public_url}/v1/feeds/{}/events", body.agency);
     let (response, busy) = send_until_taken(&url, || {
@@ -472,20 +472,6 @@ async fn post_body(
         duplicates: count("duplicates"),
         rejected: answer["rejected"].as_array().map_or(0, |r| r.len() as u64),
         busy: u64::from(busy),
-    })
-}
-
-/// The agencies of `Config::for_local` and their tokens.
-fn agency_token(agency: &str) -> Option<&'static str> {
-    Some(match agency {
-        "population" => "pop-secret",
-        "income" => "income-secret",
-        "health" => "health-secret",
-        "housing" => "housing-secret",
-        "education" => "education-secret",
-        "social" => "social-secret",
-        "payments" => "payments-secret",
-        _ => return None,
     })
 }
 

@@ -357,7 +357,50 @@ fn gateway(
     })
 }
 
+/// The agencies of [`Config::for_local`] (demo, tests, benchmarks) and their tokens.
+pub const LOCAL_AGENCY_TOKENS: [(&str, &str); 7] = [
+    ("population", "pop-secret"),
+    ("income", "income-secret"),
+    ("health", "health-secret"),
+    ("housing", "housing-secret"),
+    ("education", "education-secret"),
+    ("social", "social-secret"),
+    ("payments", "payments-secret"),
+];
+
+/// The token of one of [`LOCAL_AGENCY_TOKENS`].
+pub fn local_agency_token(agency: &str) -> Option<&'static str> {
+    LOCAL_AGENCY_TOKENS
+        .iter()
+        .find(|(name, _)| *name == agency)
+        .map(|(_, token)| *token)
+}
+
 impl Config {
+    /// The consent timings as the entitlement machine takes them.
+    pub fn consent_settings(&self) -> anyhow::Result<::actors::entitlement::Settings> {
+        use anyhow::Context as _;
+        Ok(::actors::entitlement::Settings {
+            reply_window: chrono::Duration::from_std(self.reply_window)
+                .context("consent.reply_window")?,
+            reminder_after: chrono::Duration::from_std(self.reminder_after)
+                .context("consent.reminder_after")?,
+        })
+    }
+
+    /// Loads the catalogue and opens the store this configuration names.
+    pub fn open_rules_and_store(
+        &self,
+    ) -> anyhow::Result<(::actors::rules::Rules, std::sync::Arc<storage::Store>)> {
+        use anyhow::Context as _;
+        let rules = ::actors::rules::Rules::load(&self.catalogue, self.year)
+            .map_err(|e| anyhow::anyhow!("programs.catalogue: {e}"))?;
+        let store = storage::Store::open(&self.storage_path).with_context(|| {
+            format!("storage.path: cannot open {}", self.storage_path.display())
+        })?;
+        Ok((rules, std::sync::Arc::new(store)))
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
@@ -581,15 +624,7 @@ year = 2026
             .expect("the local configuration is valid");
         config.storage_path = storage_path;
         config.catalogue = catalogue;
-        for (name, token) in [
-            ("population", "pop-secret"),
-            ("income", "income-secret"),
-            ("health", "health-secret"),
-            ("housing", "housing-secret"),
-            ("education", "education-secret"),
-            ("social", "social-secret"),
-            ("payments", "payments-secret"),
-        ] {
+        for (name, token) in LOCAL_AGENCY_TOKENS {
             config.agencies.push(Agency {
                 name: name.to_owned(),
                 token: token.to_owned(),

@@ -64,20 +64,6 @@ const POLL: Duration = Duration::from_millis(250);
 const OPERATOR_TOKEN: &str = "operator-secret";
 const SMS_TOKEN: &str = "sms-secret";
 
-/// The agencies of `Config::for_local` and their tokens.
-fn agency_token(agency: &str) -> Option<&'static str> {
-    Some(match agency {
-        "population" => "pop-secret",
-        "income" => "income-secret",
-        "health" => "health-secret",
-        "housing" => "housing-secret",
-        "education" => "education-secret",
-        "social" => "social-secret",
-        "payments" => "payments-secret",
-        _ => return None,
-    })
-}
-
 pub fn run(families: u64, seed: u64, exit: bool) -> anyhow::Result<()> {
     actix_rt::System::new().block_on(run_demo(families, seed, exit))
 }
@@ -453,7 +439,7 @@ impl Feeder {
     /// Posts one batch until the service answers 200; 503 is retried after
     /// `Retry-After` with the same batch (event ids make it idempotent).
     async fn send(&self, batch: &Batch) -> anyhow::Result<()> {
-        let token = agency_token(batch.agency)
+        let token = crate::config::local_agency_token(batch.agency)
             .with_context(|| format!("no token for agency {}", batch.agency))?;
         let url = format!("{}/v1/feeds/{}/events", self.base_url, batch.agency);
         let _permit = self.limit.acquire().await?;

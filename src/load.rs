@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::BufRead;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actors::entitlement::Settings;
@@ -330,25 +329,13 @@ impl Window<'_> {
 /// Loads an NDJSON file of feed events into the store at `config.storage_path`.
 pub fn load_file(config: &Config, file: std::fs::File) -> anyhow::Result<LoadReport> {
     let started = Instant::now();
-    let rules = Rules::load(&config.catalogue, config.year)
-        .map_err(|e| anyhow::anyhow!("programs.catalogue: {e}"))?;
-    let store = Arc::new(Store::open(&config.storage_path).with_context(|| {
-        format!(
-            "storage.path: cannot open {}",
-            config.storage_path.display()
-        )
-    })?);
+    let (rules, store) = config.open_rules_and_store()?;
     if store.last_seq() != store.applied_through()? {
         anyhow::bail!(
             "the store has accepted events not yet applied; run `dfm serve` until they are, then load"
         );
     }
-    let settings = Settings {
-        reply_window: chrono::Duration::from_std(config.reply_window)
-            .context("consent.reply_window")?,
-        reminder_after: chrono::Duration::from_std(config.reminder_after)
-            .context("consent.reminder_after")?,
-    };
+    let settings = config.consent_settings()?;
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<FeedEvent>>(LOAD_CHANNEL_CHUNKS);
     let parser_config = config.clone();
     let parser = std::thread::spawn(move || parse_file(file, &parser_config, &sender));

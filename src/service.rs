@@ -14,7 +14,6 @@ use ::actors::bank::{self, BankConfig, BankGateway};
 use ::actors::clock::Clock;
 use ::actors::dispatcher::{Directory, Dispatcher, DispatcherConfig};
 use ::actors::durability::GroupCommit;
-use ::actors::entitlement::Settings;
 use ::actors::family::FamilyEnvironment;
 use ::actors::inbox::Inbox;
 use ::actors::metrics::Metrics;
@@ -73,14 +72,7 @@ pub async fn start_with(
     clock: Arc<dyn Clock>,
     outbound: bool,
 ) -> anyhow::Result<Running> {
-    let rules = Rules::load(&config.catalogue, config.year)
-        .map_err(|e| anyhow::anyhow!("programs.catalogue: {e}"))?;
-    let store = Arc::new(Store::open(&config.storage_path).with_context(|| {
-        format!(
-            "storage.path: cannot open {}",
-            config.storage_path.display()
-        )
-    })?);
+    let (rules, store) = config.open_rules_and_store()?;
     start_with_store(config, clock, store, rules, outbound).await
 }
 
@@ -126,12 +118,7 @@ pub async fn start_with_store(
         metrics.clone(),
     );
     let rules = Arc::new(RwLock::new(Arc::new(rules)));
-    let settings = Settings {
-        reply_window: chrono::Duration::from_std(config.reply_window)
-            .context("consent.reply_window")?,
-        reminder_after: chrono::Duration::from_std(config.reminder_after)
-            .context("consent.reminder_after")?,
-    };
+    let settings = config.consent_settings()?;
     let environment = Arc::new(FamilyEnvironment {
         store: store.clone(),
         rules: rules.clone(),
