@@ -260,6 +260,26 @@ fn corrupt(tree: &'static str, key: &[u8], reason: impl ToString) -> StoreError 
     }
 }
 
+/// Values of `tree` whose keys come after `after` (exclusive), at most `limit`,
+/// in key order: the cursor of every paged read.
+fn page<'a, T: serde::de::DeserializeOwned>(
+    tree: &'a sled::Tree,
+    name: &'static str,
+    after: Option<&str>,
+    limit: usize,
+) -> impl Iterator<Item = Result<T>> + 'a {
+    let start = match after {
+        Some(after) => std::ops::Bound::Excluded(after.as_bytes().to_vec()),
+        None => std::ops::Bound::Unbounded,
+    };
+    tree.range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
+        .take(limit)
+        .map(move |item| {
+            let (key, value) = item?;
+            decode_in(name, &key, &value)
+        })
+}
+
 fn decode_in<T: serde::de::DeserializeOwned>(
     tree: &'static str,
     key: &[u8],
@@ -566,18 +586,7 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> impl Iterator<Item = Result<FamilyRecord>> + '_ {
-        let start = match after {
-            Some(after) => std::ops::Bound::Excluded(after.as_bytes().to_vec()),
-            None => std::ops::Bound::Unbounded,
-        };
-        self.trees
-            .families
-            .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
-            .take(limit)
-            .map(|item| {
-                let (key, value) = item?;
-                decode_in("families", &key, &value)
-            })
+        page(&self.trees.families, "families", after, limit)
     }
 
     /// Reads every key: for tests and offline tools, never on a request path.
@@ -692,19 +701,7 @@ impl Store {
     /// Pending SMS after `after` (a reference, exclusive), at most `limit`, in
     /// reference order: a restart resumes the outbox a page at a time.
     pub fn sms_outbox_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<SmsOrder>> {
-        let start = match after {
-            Some(after) => std::ops::Bound::Excluded(after.as_bytes().to_vec()),
-            None => std::ops::Bound::Unbounded,
-        };
-        self.trees
-            .sms_outbox
-            .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
-            .take(limit)
-            .map(|item| {
-                let (key, value) = item?;
-                decode_in("sms_outbox", &key, &value)
-            })
-            .collect()
+        page(&self.trees.sms_outbox, "sms_outbox", after, limit).collect()
     }
 
     /// Pending payments after `after` (a reference id, exclusive), at most `limit`.
@@ -713,19 +710,7 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<PaymentOrder>> {
-        let start = match after {
-            Some(after) => std::ops::Bound::Excluded(after.as_bytes().to_vec()),
-            None => std::ops::Bound::Unbounded,
-        };
-        self.trees
-            .payment_outbox
-            .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
-            .take(limit)
-            .map(|item| {
-                let (key, value) = item?;
-                decode_in("payment_outbox", &key, &value)
-            })
-            .collect()
+        page(&self.trees.payment_outbox, "payment_outbox", after, limit).collect()
     }
 
     pub fn sms_outbox(&self) -> Result<Vec<SmsOrder>> {
