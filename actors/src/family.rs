@@ -833,7 +833,7 @@ mod tests {
 
     use super::*;
 
-    fn rules() -> Rules {
+    pub(super) fn rules() -> Rules {
         Rules::load(
             Path::new(concat!(
                 env!("CARGO_MANIFEST_DIR"),
@@ -844,7 +844,7 @@ mod tests {
         .expect("the shipped catalogue loads")
     }
 
-    fn settings() -> Settings {
+    pub(super) fn settings() -> Settings {
         Settings {
             reply_window: chrono::Duration::hours(72),
             reminder_after: chrono::Duration::hours(48),
@@ -864,7 +864,7 @@ mod tests {
     }
 
     /// The first IIN with a check digit for this birth day and sex.
-    fn iin(birth: &str, sex: Sex) -> Iin {
+    pub(super) fn iin(birth: &str, sex: Sex) -> Iin {
         let birth: NaiveDate = birth.parse().unwrap();
         (1..100)
             .find_map(|serial| Iin::from_parts(birth, sex, serial))
@@ -1334,34 +1334,16 @@ mod tests {
 
 #[cfg(test)]
 mod childcare_term {
-    use std::path::Path;
-
-    use chrono::{NaiveDate, TimeZone};
+    use chrono::TimeZone;
     use storage::event::{parse_event, ReplyAnswer};
     use storage::ids::Sex;
 
+    use super::tests::{iin, rules, settings};
     use super::*;
 
-    fn iin(birth: &str, sex: Sex) -> Iin {
-        let birth: NaiveDate = birth.parse().unwrap();
-        (1..100)
-            .find_map(|serial| Iin::from_parts(birth, sex, serial))
-            .expect("some serial has a check digit")
-    }
-
     fn step(record: Option<FamilyRecord>, seq: u64, input: FamilyInput) -> Outcome {
-        let rules = Rules::load(
-            Path::new(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../config/programs.toml"
-            )),
-            2026,
-        )
-        .unwrap();
-        let settings = Settings {
-            reply_window: chrono::Duration::hours(72),
-            reminder_after: chrono::Duration::hours(48),
-        };
+        let rules = rules();
+        let settings = settings();
         let now = Utc.with_ymd_and_hms(2026, 3, 10, 9, 0, 0).unwrap();
         process(
             record,
@@ -1467,36 +1449,18 @@ mod childcare_term {
 
 #[cfg(test)]
 mod per_person {
-    use std::path::Path;
-
-    use chrono::{NaiveDate, TimeZone};
+    use chrono::TimeZone;
     use storage::event::parse_event;
     use storage::ids::Sex;
 
+    use super::tests::{iin, rules, settings};
     use super::*;
-
-    fn iin(birth: &str, sex: Sex) -> Iin {
-        let birth: NaiveDate = birth.parse().unwrap();
-        (1..100)
-            .find_map(|serial| Iin::from_parts(birth, sex, serial))
-            .expect("some serial has a check digit")
-    }
 
     /// Two members with a disability: two entitlements, one to each of them.
     #[test]
     fn each_member_with_a_disability_gets_an_entitlement() {
-        let rules = Rules::load(
-            Path::new(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../config/programs.toml"
-            )),
-            2026,
-        )
-        .unwrap();
-        let settings = Settings {
-            reply_window: chrono::Duration::hours(72),
-            reminder_after: chrono::Duration::hours(48),
-        };
+        let rules = rules();
+        let settings = settings();
         let now = Utc.with_ymd_and_hms(2026, 3, 10, 9, 0, 0).unwrap();
         let head = iin("1970-04-04", Sex::Male);
         let spouse = iin("1972-05-05", Sex::Female);
