@@ -86,7 +86,7 @@ pub async fn start_with_store(
     let metrics = Arc::new(Metrics::default());
     let wake = Arc::new(Notify::new());
     let inbox = Inbox::new(store.clone(), wake.clone());
-    let durability = GroupCommit::start(store.clone());
+    let durability = GroupCommit::start(store.clone(), metrics.clone());
     let backoff = |gateway: &crate::config::GatewayConfig| Backoff {
         delay_ms_min: gateway.retry_delay_ms_min,
         delay_ms_max: gateway.retry_delay_ms_max,

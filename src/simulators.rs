@@ -72,6 +72,9 @@ where
     Ok((format!("http://{address}"), handle))
 }
 
+/// How long [`wait_until`] lets changes gather before it looks again.
+const WAIT_COALESCE: Duration = Duration::from_millis(5);
+
 /// Waits until `predicate` holds over the state behind `state`, woken by `version`.
 async fn wait_until<T>(
     state: &Mutex<T>,
@@ -92,6 +95,13 @@ async fn wait_until<T>(
             Ok(Ok(())) => {}
             Ok(Err(_)) | Err(_) => return predicate(&lock(state)),
         }
+        // Changes come thousands a second under load; looking at every one would
+        // scan the whole record each time (quadratic) while holding the lock the
+        // server needs. Coalesce them.
+        tokio::time::sleep(
+            WAIT_COALESCE.min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+        )
+        .await;
     }
 }
 

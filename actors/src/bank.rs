@@ -827,7 +827,7 @@ mod tests {
         let gateway = BankGateway::start_with(
             config,
             Arc::clone(&store),
-            GroupCommit::start(Arc::clone(&store)),
+            GroupCommit::start(Arc::clone(&store), Arc::clone(&metrics)),
             Inbox::new(Arc::clone(&store), Arc::new(Notify::new())),
             Arc::clone(&metrics),
         );
@@ -1016,7 +1016,7 @@ mod tests {
                 sender_id: "dfm".to_owned(),
             },
             Arc::clone(&store),
-            GroupCommit::start(Arc::clone(&store)),
+            GroupCommit::start(Arc::clone(&store), Arc::clone(&metrics)),
             Inbox::new(Arc::clone(&store), Arc::new(Notify::new())),
             Arc::clone(&metrics),
         );

@@ -24,7 +24,7 @@ use futures::stream::{self, StreamExt};
 use storage::event::{EventData, LogEntry, Subject};
 use storage::ids::FamilyId;
 use storage::record::CitizenFacts;
-use storage::store::QuarantineRecord;
+use storage::store::{Counted, QuarantineRecord};
 use storage::{Store, StoreError};
 use tokio::sync::{watch, Notify};
 
@@ -331,9 +331,15 @@ impl Dispatcher {
     /// Dispatches one batch; returns how many log entries it consumed.
     pub async fn step(&self) -> Result<usize, StoreError> {
         let applied = self.store.applied_through()?;
-        let entries = self
+        let mut entries = self
             .store
             .read_log(applied, self.config.batch_entries_max)?;
+        let counted = self.store.counted_through();
+        if counted > applied {
+            // A crash came between a batch's counters and its records: replay
+            // exactly that batch; its counter changes are already counted.
+            entries.retain(|(seq, _)| *seq <= counted);
+        }
         let Some(&(last, _)) = entries.last() else {
             self.metrics.set("dfm_log_backlog", &[], 0);
             return Ok(0);
@@ -345,7 +351,14 @@ impl Dispatcher {
             self.route(seq, entry, &mut groups).await?;
         }
         let routed = started.elapsed();
-        self.deliver(&mut groups).await;
+        self.deliver(
+            &mut groups,
+            Counted {
+                seq: last,
+                whole: true,
+            },
+        )
+        .await;
         let delivered = started.elapsed();
         self.store.set_applied_through(last)?;
         self.metrics
@@ -394,7 +407,7 @@ impl Dispatcher {
                     // Moving: the old family lets go first, writing the facts to
                     // the orphan store, from where the new family takes them.
                     groups.push(previous.clone(), seq, FamilyInput::Detach { iin: *iin });
-                    self.deliver(groups).await;
+                    self.deliver(groups, Counted { seq, whole: false }).await;
                 }
                 if current.as_ref() != Some(family_id) {
                     self.store.set_family_of(iin, Some(family_id))?;
@@ -416,7 +429,7 @@ impl Dispatcher {
             EventData::MemberRemoved { family_id, iin } => {
                 if self.store.family_of(iin)?.as_ref() == Some(family_id) {
                     groups.push(family_id.clone(), seq, FamilyInput::Detach { iin: *iin });
-                    self.deliver(groups).await;
+                    self.deliver(groups, Counted { seq, whole: false }).await;
                     self.store.set_family_of(iin, None)?;
                 } else {
                     self.metrics.inc("dfm_inputs_ignored_total", &[]);
@@ -452,8 +465,9 @@ impl Dispatcher {
     }
 
     /// Sends every pending group to its actor, waits for all of them, writes
-    /// their changes in one transaction, then hands SMS and payments on.
-    async fn deliver(&self, groups: &mut Groups) {
+    /// their changes as one batch that reaches `through` into the log, then hands
+    /// SMS and payments on.
+    async fn deliver(&self, groups: &mut Groups, through: Counted) {
         // Orphan facts go to disk before anything that could read them there (a
         // family taking them in, a later batch) and before the watermark moves.
         if !groups.orphans.is_empty() {
@@ -495,7 +509,7 @@ impl Dispatcher {
                 }
             }
             let started = Instant::now();
-            match self.store.commit_families(&commits) {
+            match self.store.commit_families(&commits, through) {
                 Ok(()) => {
                     self.metrics
                         .observe("dfm_family_commit_seconds", &[], started.elapsed());

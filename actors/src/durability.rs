@@ -7,8 +7,11 @@
 //! one flush serves hundreds of requests; there is never a flush per event.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use storage::Store;
+
+use crate::metrics::Metrics;
 use tokio::sync::{mpsc, oneshot};
 
 /// Waiters queued for the next flush before new ones wait for room.
@@ -24,8 +27,10 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the flusher thread. It stops when every handle is dropped.
-    pub fn start(store: Arc<Store>) -> GroupCommit {
+    /// Starts the flusher thread. It stops when every handle is dropped. Each flush
+    /// is timed in `dfm_flush_seconds`; `dfm_flush_waiters_total` counts the writers
+    /// it served.
+    pub fn start(store: Arc<Store>, metrics: Arc<Metrics>) -> GroupCommit {
         let (sender, mut receiver) =
             mpsc::channel::<oneshot::Sender<Result<(), FlushError>>>(FLUSH_WAITERS_MAX);
         std::thread::Builder::new()
@@ -36,10 +41,13 @@ impl GroupCommit {
                     while let Ok(next) = receiver.try_recv() {
                         waiters.push(next);
                     }
+                    let started = Instant::now();
                     let result = store
                         .flush()
                         .map(|_| ())
                         .map_err(|e| FlushError(e.to_string()));
+                    metrics.observe("dfm_flush_seconds", &[], started.elapsed());
+                    metrics.add("dfm_flush_waiters_total", &[], waiters.len() as u64);
                     for waiter in waiters {
                         let _ = waiter.send(result.clone());
                     }

@@ -1,7 +1,7 @@
 //! The consent-then-payout state machine of one entitlement, pure:
 //! `(entitlement, input, now) -> commands`. The family actor executes the commands
 //! (the SMS outbox, the phone index, timers, the payment outbox) in the same
-//! transaction that stores the new state.
+//! commit that stores the new state.
 //!
 //! Invariants, asserted here and property-tested below:
 //! - nothing is paid without consent;

@@ -1,7 +1,8 @@
 //! The family actor: one per active family. It holds the family's record, applies
 //! its inputs in log order, re-evaluates score and eligibility, runs the
-//! entitlement machine and writes everything in one transaction before it hands
-//! SMS to the notifier and payments to the bank gateway.
+//! entitlement machine and returns everything to write; the dispatcher writes it
+//! with its batch before it hands SMS to the notifier and payments to the bank
+//! gateway.
 //!
 //! [`process`] is the whole decision, free of actix; the actor around it adds the
 //! store, the clock and the outgoing messages. A panic inside a handler is caught:
@@ -581,7 +582,7 @@ fn names_of(rules: &Rules, program: &str) -> BenefitNames {
         )
 }
 
-/// Turns the machine's commands into the transaction's side-table writes.
+/// Turns the machine's commands into the commit's side-table writes.
 fn execute(
     commit: &mut FamilyCommit,
     record: &FamilyRecord,
@@ -805,7 +806,7 @@ impl Handler<Apply> for FamilyActor {
             .metrics
             .observe("dfm_family_process_seconds", &[], started.elapsed());
         // The new state is kept at once; the dispatcher writes every family of the
-        // batch in one transaction, and if that fails it stops these actors so
+        // batch in one commit, and if that fails it stops these actors so
         // that they are re-activated from what is on disk.
         self.record = Some(outcome.record);
         Ok(outcome.commit)

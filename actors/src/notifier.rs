@@ -1,7 +1,7 @@
 //! The notifier: the only thing in dfm that talks to the SMS gateway.
 //!
 //! It takes orders that are already in the store's SMS outbox (the family actor
-//! wrote them in the same transaction as the decision that needs the SMS), posts
+//! wrote them in the same commit as the decision that needs the SMS), posts
 //! each to `POST {url}/v1/messages` with the order's reference, and removes the
 //! order from the outbox once the gateway has taken it (2xx). Timeouts, connection
 //! errors, 408, 429 and 5xx are retried with [`Backoff`] forever: the reference is

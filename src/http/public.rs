@@ -231,6 +231,7 @@ async fn sms_inbound(
     if !bearer(&request).is_some_and(|token| same_secret(token, &state.config.sms_callback_token)) {
         return Err(ApiError::Unauthorized);
     }
+    let started = Instant::now();
     let inbound: Inbound = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("not an inbound SMS: {e}")))?;
     if inbound.id.is_empty() || inbound.id.len() > event::EVENT_ID_LENGTH_MAX {
@@ -296,6 +297,7 @@ async fn sms_inbound(
             help = Some(order);
         }
     }
+    let stored_at = Instant::now();
     state
         .durability
         .durable()
@@ -305,6 +307,12 @@ async fn sms_inbound(
     state
         .metrics
         .inc("dfm_sms_inbound_total", &[("outcome", outcome)]);
+    state
+        .metrics
+        .observe("dfm_sms_inbound_durable_seconds", &[], stored_at.elapsed());
+    state
+        .metrics
+        .observe("dfm_sms_inbound_seconds", &[], started.elapsed());
     if let Some(order) = help {
         let _ = state.notifier.send(actors::notifier::SendSms(order)).await;
     }

@@ -1,5 +1,5 @@
 //! The sled store: one tree per kind of record, every value behind the codec's
-//! version byte, and the few multi-tree writes that must be atomic.
+//! version byte, and the order in which multi-tree writes happen.
 //!
 //! # Durability
 //! sled makes a write durable only when the log is flushed. Nothing here flushes on
@@ -8,6 +8,29 @@
 //! commit shares one flush among every writer waiting at that moment. Everything
 //! else (a family's re-evaluated record, indexes) may be lost in a crash and is
 //! rebuilt by replaying the feed log from the applied watermark.
+//!
+//! # No transactions, no batches (while serving)
+//! sled 0.34 guards every operation with one process-wide reader-writer lock as
+//! soon as a transaction or `apply_batch` has run once; from then on each of them
+//! stops every other reader and writer in the process. Measured on the payout
+//! bench: the SMS callback's threads blocked inside sled while the dispatcher's
+//! transaction ran, and a reply waited 12 ms for a 1 ms flush. So the serving
+//! paths use single-key writes only, in an order that replay repairs:
+//! - The log: an entry (`L`) before its id (`D`, `S`). A crash can leave the last
+//!   append's entries without ids (never ids without entries); [`Store::open`]
+//!   restores the missing `D` ids, so the agency's retry is a duplicate. A repeated
+//!   SMS reply is harmless: the consent machine ignores a second answer.
+//! - A dispatch batch ([`Store::commit_families`]): side-table additions, then the
+//!   counters with the batch's last sequence number, then the family records, then
+//!   side-table removals; the dispatcher moves the applied watermark last. A crash
+//!   in between is repaired by replay: a family record keeps the sequence number
+//!   it has applied, side-table writes are keyed so that writing them again is
+//!   writing them once, and a batch whose counters were already written is
+//!   replayed with counting off ([`Store::counted_through`]).
+//!
+//! This relies on sled recovering a prefix of the writes made before a crash, in
+//! the order they were made (its log is sequential and recovery stops at the first
+//! incomplete write). Only the offline bulk load, which runs alone, uses batches.
 //!
 //! # Trees
 //! | tree | key | value |
@@ -22,7 +45,7 @@
 //! | `timers` | due (ms, BE) + family + `\0` + entitlement + kind | [`TimerRecord`] |
 //! | `phone_requests` | phone + `\0` + family + `\0` + entitlement | code (u16 BE) |
 //! | `monthly` | family id | () — families with an active monthly benefit |
-//! | `stats` | counter name | i64 (BE) |
+//! | `stats` | `\0counters` | [`Counters`]: every counter and the last sequence number counted |
 //! | `audit` | seq (u64 BE) | [`AuditEntry`] |
 //! | `quarantine` | seq (u64 BE) | [`QuarantineRecord`] |
 //!
@@ -35,8 +58,6 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
-use sled::Transactional;
 
 use crate::codec::{decode, encode};
 use crate::event::{LogEntry, TimerKind};
@@ -137,8 +158,8 @@ pub struct QuarantineRecord {
     pub at: DateTime<Utc>,
 }
 
-/// Everything one family actor writes after handling its messages, applied in
-/// one sled transaction so that the record and its side tables never disagree.
+/// Everything one family actor writes after handling its messages. The record and
+/// its side tables are written in an order that replay repairs (module docs).
 #[derive(Debug, Default)]
 pub struct FamilyCommit {
     pub record: Option<FamilyRecord>,
@@ -183,6 +204,156 @@ const TREE_NAMES: [&str; 13] = [
 ];
 
 const META_APPLIED_THROUGH: &[u8] = b"applied_through";
+/// The one key of the `stats` tree. Earlier stores kept a key per counter; they are
+/// folded into this record when the store opens.
+const STATS_RECORD: &[u8] = b"\0counters";
+
+/// Every counter (see [`Store::stats`]) and how far into the log their changes go.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Counters {
+    pub through: Counted,
+    pub values: BTreeMap<String, i64>,
+}
+
+/// How far a dispatch batch's commit reaches into the log: the changes of every
+/// entry up to `seq`, the entry at `seq` only in part when `whole` is false (the
+/// dispatcher commits a member's old family before routing them to the new one).
+/// Ordered by `seq`, then `whole`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Counted {
+    pub seq: u64,
+    pub whole: bool,
+}
+
+impl Counters {
+    fn add(&mut self, deltas: &BTreeMap<String, i64>) {
+        for (name, delta) in deltas {
+            if *delta != 0 {
+                *self.values.entry(name.clone()).or_insert(0) += delta;
+            }
+        }
+    }
+}
+
+/// A key's final value after a group of commits, or `None` for a removal.
+type KeyWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// What a group of family commits writes, tree by tree, as if the commits were
+/// applied one after the other: a later commit's write of a key wins.
+#[derive(Default)]
+struct Writes {
+    families: BTreeMap<Vec<u8>, Vec<u8>>,
+    orphans: KeyWrites,
+    sms: KeyWrites,
+    payments: KeyWrites,
+    timers: KeyWrites,
+    requests: KeyWrites,
+    monthly: KeyWrites,
+    counters: BTreeMap<String, i64>,
+}
+
+impl Writes {
+    fn of(commits: &[FamilyCommit]) -> Writes {
+        let mut writes = Writes::default();
+        for commit in commits {
+            if let Some(record) = &commit.record {
+                let key = record.family_id.as_str().as_bytes().to_vec();
+                match commit.monthly {
+                    Some(true) => {
+                        writes.monthly.insert(key.clone(), Some(Vec::new()));
+                    }
+                    Some(false) => {
+                        writes.monthly.insert(key.clone(), None);
+                    }
+                    None => {}
+                }
+                writes.families.insert(key, encode(record));
+            }
+            for iin in &commit.orphans_taken {
+                writes
+                    .orphans
+                    .insert(iin.as_str().as_bytes().to_vec(), None);
+            }
+            for facts in &commit.orphans_put {
+                let key = facts.iin.as_str().as_bytes().to_vec();
+                writes.orphans.insert(key, Some(encode(facts)));
+            }
+            for order in &commit.sms {
+                let key = order.reference.as_bytes().to_vec();
+                writes.sms.insert(key, Some(encode(order)));
+            }
+            for order in &commit.payments {
+                let key = order.reference_id.as_bytes().to_vec();
+                writes.payments.insert(key, Some(encode(order)));
+            }
+            for reference in &commit.payments_settled {
+                writes.payments.insert(reference.as_bytes().to_vec(), None);
+            }
+            for timer in &commit.timers_removed {
+                writes.timers.insert(timer.key(), None);
+            }
+            for timer in &commit.timers_put {
+                writes.timers.insert(timer.key(), Some(encode(timer)));
+            }
+            for (phone, request) in &commit.requests_closed {
+                writes.requests.insert(request_key(phone, request), None);
+            }
+            for (phone, request) in &commit.requests_opened {
+                let code = u64::from(request.code).to_be_bytes().to_vec();
+                writes
+                    .requests
+                    .insert(request_key(phone, request), Some(code));
+            }
+            for (name, delta) in &commit.counters {
+                *writes.counters.entry(name.clone()).or_insert(0) += delta;
+            }
+        }
+        writes
+    }
+
+    /// The side tables paired with their sled trees.
+    fn side_tables<'a>(&'a self, trees: &'a Trees) -> [(&'a sled::Tree, &'a KeyWrites); 6] {
+        [
+            (&trees.orphans, &self.orphans),
+            (&trees.sms_outbox, &self.sms),
+            (&trees.payment_outbox, &self.payments),
+            (&trees.timers, &self.timers),
+            (&trees.phone_requests, &self.requests),
+            (&trees.monthly, &self.monthly),
+        ]
+    }
+
+    /// Writes every value that is set (additions go before the records).
+    fn put_side_tables(&self, trees: &Trees) -> Result<()> {
+        for (tree, writes) in self.side_tables(trees) {
+            for (key, value) in writes {
+                if let Some(value) = value {
+                    tree.insert(key.as_slice(), value.as_slice())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every key whose final write is a removal (after the records).
+    fn remove_side_tables(&self, trees: &Trees) -> Result<()> {
+        for (tree, writes) in self.side_tables(trees) {
+            for (key, value) in writes {
+                if value.is_none() {
+                    tree.remove(key.as_slice())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn put_families(&self, trees: &Trees) -> Result<()> {
+        for (key, value) in &self.families {
+            trees.families.insert(key.as_slice(), value.as_slice())?;
+        }
+        Ok(())
+    }
+}
 
 #[derive(Clone)]
 struct Trees {
@@ -218,6 +389,8 @@ pub struct Store {
     /// Serialises appends so that sequence order is write order and the duplicate
     /// check and the insert of an id are one step.
     append_lock: Mutex<()>,
+    /// The `stats` record, kept in memory; written whole on every change.
+    counters: Mutex<Counters>,
 }
 
 fn log_key(seq: u64) -> [u8; 9] {
@@ -336,12 +509,15 @@ impl Store {
             .next_back()
             .transpose()?
             .map_or(0, |(key, _)| u64_from(&key));
+        let counters = open_counters(&trees.stats)?;
+        restore_feed_ids(&trees.feed, applied)?;
         Ok(Store {
             db,
             trees,
             next_seq: AtomicU64::new(last_log.max(applied) + 1),
             next_audit: AtomicU64::new(last_audit + 1),
             append_lock: Mutex::new(()),
+            counters: Mutex::new(counters),
         })
     }
 
@@ -357,11 +533,11 @@ impl Store {
     // ----- the feed log -----
 
     /// Appends events of one agency to the log, skipping ids the agency has used
-    /// before (in the store or earlier in this batch). Atomic: either all accepted
-    /// events and their ids are written, or none. Not durable until a flush.
+    /// before (in the store or earlier in this batch). Each entry is written before
+    /// its id; a crash midway is repaired when the store opens (module docs). Not
+    /// durable until a flush.
     pub fn append_feed(&self, agency: &str, events: Vec<LogEntry>) -> Result<Appended> {
         let _guard = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut batch = sled::Batch::default();
         let mut appended = Appended::default();
         let mut seen_here = std::collections::HashSet::new();
         let mut seq = self.next_seq.load(Ordering::SeqCst);
@@ -375,13 +551,12 @@ impl Store {
                 appended.duplicates.push(index);
                 continue;
             }
-            batch.insert(&log_key(seq)[..], encode(&entry));
-            batch.insert(key, &seq.to_be_bytes()[..]);
+            self.trees.feed.insert(log_key(seq), encode(&entry))?;
+            self.trees.feed.insert(key, &seq.to_be_bytes()[..])?;
             appended.seqs.push(seq);
             seq += 1;
+            self.next_seq.store(seq, Ordering::SeqCst);
         }
-        self.trees.feed.apply_batch(batch)?;
-        self.next_seq.store(seq, Ordering::SeqCst);
         Ok(appended)
     }
 
@@ -389,29 +564,26 @@ impl Store {
     /// operator actions). Not durable until a flush.
     pub fn append_internal(&self, entries: &[LogEntry]) -> Result<Vec<u64>> {
         let _guard = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut batch = sled::Batch::default();
-        let mut seq = self.next_seq.load(Ordering::SeqCst);
         let mut seqs = Vec::with_capacity(entries.len());
         for entry in entries {
-            batch.insert(&log_key(seq)[..], encode(entry));
+            let seq = self.next_seq.load(Ordering::SeqCst);
+            self.trees.feed.insert(log_key(seq), encode(entry))?;
             seqs.push(seq);
-            seq += 1;
+            self.next_seq.store(seq + 1, Ordering::SeqCst);
         }
-        self.trees.feed.apply_batch(batch)?;
-        self.next_seq.store(seq, Ordering::SeqCst);
         Ok(seqs)
     }
 
     /// Appends an SMS reply unless its inbound message id was seen before; the
-    /// check and the insert are one step. `None` for a repeat.
+    /// check and the insert are one step. `None` for a repeat. The entry is written
+    /// before the id: a crash between them at worst applies the reply twice, and
+    /// the consent machine ignores a second answer.
     pub fn append_sms_reply(
         &self,
         message_id: &str,
         entry: Option<LogEntry>,
     ) -> Result<Option<u64>> {
         let _guard = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
-        // Inbound ids live beside the log entries (prefix `S`), so that one
-        // batch on one tree writes both atomically.
         let mut dedup = Vec::with_capacity(1 + message_id.len());
         dedup.push(b'S');
         dedup.extend_from_slice(message_id.as_bytes());
@@ -419,15 +591,11 @@ impl Store {
             return Ok(None);
         }
         let seq = self.next_seq.load(Ordering::SeqCst);
-        let mut batch = sled::Batch::default();
         if let Some(entry) = &entry {
-            batch.insert(&log_key(seq)[..], encode(entry));
-        }
-        batch.insert(dedup, &seq.to_be_bytes()[..]);
-        self.trees.feed.apply_batch(batch)?;
-        if entry.is_some() {
+            self.trees.feed.insert(log_key(seq), encode(entry))?;
             self.next_seq.store(seq + 1, Ordering::SeqCst);
         }
+        self.trees.feed.insert(dedup, &seq.to_be_bytes()[..])?;
         Ok(Some(seq))
     }
 
@@ -451,62 +619,13 @@ impl Store {
         orphans: &[CitizenFacts],
     ) -> Result<()> {
         let t = &self.trees;
-        let mut families = sled::Batch::default();
-        let mut orphan_batch = sled::Batch::default();
-        let mut sms = sled::Batch::default();
-        let mut payments = sled::Batch::default();
-        let mut timers = sled::Batch::default();
-        let mut requests = sled::Batch::default();
-        let mut monthly = sled::Batch::default();
-        let mut citizen_family = sled::Batch::default();
-        let mut counters: BTreeMap<String, i64> = BTreeMap::new();
-        for commit in commits {
-            if let Some(record) = &commit.record {
-                let key = record.family_id.as_str().as_bytes();
-                families.insert(key, encode(record));
-                match commit.monthly {
-                    Some(true) => monthly.insert(key, &[][..]),
-                    Some(false) => monthly.remove(key),
-                    None => {}
-                }
-            }
-            for iin in &commit.orphans_taken {
-                orphan_batch.remove(iin.as_str().as_bytes());
-            }
-            for facts in &commit.orphans_put {
-                orphan_batch.insert(facts.iin.as_str().as_bytes(), encode(facts));
-            }
-            for order in &commit.sms {
-                sms.insert(order.reference.as_bytes(), encode(order));
-            }
-            for order in &commit.payments {
-                payments.insert(order.reference_id.as_bytes(), encode(order));
-            }
-            for reference in &commit.payments_settled {
-                payments.remove(reference.as_bytes());
-            }
-            for timer in &commit.timers_removed {
-                timers.remove(timer.key());
-            }
-            for timer in &commit.timers_put {
-                timers.insert(timer.key(), encode(timer));
-            }
-            for (phone, request) in &commit.requests_closed {
-                requests.remove(request_key(phone, request));
-            }
-            for (phone, request) in &commit.requests_opened {
-                requests.insert(
-                    request_key(phone, request),
-                    &u64::from(request.code).to_be_bytes()[..],
-                );
-            }
-            for (name, delta) in &commit.counters {
-                *counters.entry(name.clone()).or_insert(0) += delta;
-            }
-        }
+        let writes = Writes::of(commits);
+        let mut orphan_writes = writes.orphans.clone();
         for facts in orphans {
-            orphan_batch.insert(facts.iin.as_str().as_bytes(), encode(facts));
+            let key = facts.iin.as_str().as_bytes().to_vec();
+            orphan_writes.insert(key, Some(encode(facts)));
         }
+        let mut citizen_family = sled::Batch::default();
         for (iin, family_id) in index {
             match family_id {
                 Some(family_id) => {
@@ -515,15 +634,17 @@ impl Store {
                 None => citizen_family.remove(iin.as_str().as_bytes()),
             }
         }
+        let mut families = sled::Batch::default();
+        for (key, value) in &writes.families {
+            families.insert(key.as_slice(), value.as_slice());
+        }
         t.families.apply_batch(families)?;
-        t.orphans.apply_batch(orphan_batch)?;
-        t.sms_outbox.apply_batch(sms)?;
-        t.payment_outbox.apply_batch(payments)?;
-        t.timers.apply_batch(timers)?;
-        t.phone_requests.apply_batch(requests)?;
-        t.monthly.apply_batch(monthly)?;
+        t.orphans.apply_batch(batch_of(&orphan_writes))?;
+        for (tree, tree_writes) in writes.side_tables(t).into_iter().skip(1) {
+            tree.apply_batch(batch_of(tree_writes))?;
+        }
         t.citizen_family.apply_batch(citizen_family)?;
-        self.add_counters(&counters)?;
+        self.add_counters(&writes.counters)?;
         Ok(())
     }
 
@@ -555,18 +676,29 @@ impl Store {
     }
 
     /// Records the applied watermark and drops log entries below it. Dedup keys
-    /// stay, so a resent id is still a duplicate.
+    /// stay, so a resent id is still a duplicate. Entries left by a crash between
+    /// the two are below the watermark, never read, and dropped next time.
     pub fn set_applied_through(&self, seq: u64) -> Result<()> {
         self.trees
             .meta
             .insert(META_APPLIED_THROUGH, &seq.to_be_bytes()[..])?;
-        let mut batch = sled::Batch::default();
         for item in self.trees.feed.range(log_key(0)..=log_key(seq)) {
             let (key, _) = item?;
-            batch.remove(key);
+            self.trees.feed.remove(key)?;
         }
-        self.trees.feed.apply_batch(batch)?;
         Ok(())
+    }
+
+    /// The last sequence number whose counter changes are in the counters. When
+    /// it is above the applied watermark, a crash came between a batch's counters
+    /// and its records: the dispatcher replays exactly that batch, and its counter
+    /// changes are not counted again.
+    pub fn counted_through(&self) -> u64 {
+        self.counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .through
+            .seq
     }
 
     // ----- families, orphans and the citizen index -----
@@ -603,13 +735,11 @@ impl Store {
             .transpose()
     }
 
-    /// Writes many citizens' orphan facts in one batch.
+    /// Writes many citizens' orphan facts.
     pub fn put_orphans(&self, facts: &[CitizenFacts]) -> Result<()> {
-        let mut batch = sled::Batch::default();
         for facts in facts {
-            batch.insert(facts.iin.as_str().as_bytes(), encode(facts));
+            self.put_orphan(facts)?;
         }
-        self.trees.orphans.apply_batch(batch)?;
         Ok(())
     }
 
@@ -651,49 +781,40 @@ impl Store {
         self.trees.citizen_family.len()
     }
 
-    /// Writes one family's changes atomically (see [`FamilyCommit`]).
+    /// Writes one family's changes outside a dispatch batch (an input retried on
+    /// its own, a test). The record goes before its counter changes: a crash
+    /// between them loses this one change from the counters rather than counting
+    /// it twice.
     pub fn commit_family(&self, commit: &FamilyCommit) -> Result<()> {
-        self.commit_families(std::slice::from_ref(commit))
+        let writes = Writes::of(std::slice::from_ref(commit));
+        writes.put_side_tables(&self.trees)?;
+        writes.put_families(&self.trees)?;
+        self.add_counters(&writes.counters)?;
+        writes.remove_side_tables(&self.trees)
     }
 
-    /// Writes many families' changes in one transaction: the group commit of a
-    /// dispatch batch. sled serialises transactions, so one per batch costs far
-    /// less than one per family.
-    pub fn commit_families(&self, commits: &[FamilyCommit]) -> Result<()> {
+    /// Writes a dispatch batch's changes, which reach `through` into the log:
+    /// side-table additions, the counters (unless they already hold this batch: a
+    /// replay), the family records, side-table removals. See the module docs for
+    /// why this order needs no transaction.
+    pub fn commit_families(&self, commits: &[FamilyCommit], through: Counted) -> Result<()> {
         if commits.is_empty() {
             return Ok(());
         }
-        let mut counters: BTreeMap<String, i64> = BTreeMap::new();
-        for commit in commits {
-            for (name, delta) in &commit.counters {
-                *counters.entry(name.clone()).or_insert(0) += delta;
+        let writes = Writes::of(commits);
+        writes.put_side_tables(&self.trees)?;
+        {
+            let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+            if through > counters.through {
+                let mut next = counters.clone();
+                next.add(&writes.counters);
+                next.through = through;
+                self.trees.stats.insert(STATS_RECORD, encode(&next))?;
+                *counters = next;
             }
         }
-        let t = &self.trees;
-        let trees = (
-            &t.families,
-            &t.orphans,
-            &t.sms_outbox,
-            &t.payment_outbox,
-            &t.timers,
-            &t.phone_requests,
-            &t.monthly,
-            &t.stats,
-        );
-        let result = trees.transaction(
-            |(families, orphans, sms, payments, timers, requests, monthly, stats)| {
-                for commit in commits {
-                    write_commit(
-                        commit, families, orphans, sms, payments, timers, requests, monthly,
-                    )?;
-                }
-                write_counters(&counters, stats)
-            },
-        );
-        result.map_err(|e: TransactionError<()>| match e {
-            TransactionError::Storage(e) => StoreError::Sled(e),
-            TransactionError::Abort(()) => unreachable!("the closure never aborts"),
-        })
+        writes.put_families(&self.trees)?;
+        writes.remove_side_tables(&self.trees)
     }
 
     // ----- side tables -----
@@ -774,11 +895,9 @@ impl Store {
     }
 
     pub fn remove_timers(&self, timers: &[TimerRecord]) -> Result<()> {
-        let mut batch = sled::Batch::default();
         for timer in timers {
-            batch.remove(timer.key());
+            self.trees.timers.remove(timer.key())?;
         }
-        self.trees.timers.apply_batch(batch)?;
         Ok(())
     }
 
@@ -825,32 +944,24 @@ impl Store {
 
     /// All counters (see [`FamilyCommit::count`]).
     pub fn stats(&self) -> Result<BTreeMap<String, i64>> {
-        self.trees
-            .stats
-            .iter()
-            .map(|item| {
-                let (key, value) = item?;
-                let name = String::from_utf8_lossy(&key).into_owned();
-                let value = i64::from_be_bytes(
-                    value
-                        .as_ref()
-                        .try_into()
-                        .map_err(|_| corrupt("stats", &key, "not 8 bytes"))?,
-                );
-                Ok((name, value))
-            })
-            .collect()
+        Ok(self
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values
+            .clone())
     }
 
-    pub fn add_counters(&self, counters: &BTreeMap<String, i64>) -> Result<()> {
-        for (name, delta) in counters {
-            self.trees.stats.update_and_fetch(name.as_bytes(), |old| {
-                let old = old.map_or(0, |bytes| {
-                    i64::from_be_bytes(bytes.try_into().unwrap_or([0; 8]))
-                });
-                Some((old + delta).to_be_bytes().to_vec())
-            })?;
+    /// Adds to the counters without moving [`Store::counted_through`].
+    pub fn add_counters(&self, deltas: &BTreeMap<String, i64>) -> Result<()> {
+        if deltas.values().all(|delta| *delta == 0) {
+            return Ok(());
         }
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = counters.clone();
+        next.add(deltas);
+        self.trees.stats.insert(STATS_RECORD, encode(&next))?;
+        *counters = next;
         Ok(())
     }
 
@@ -899,73 +1010,64 @@ impl Store {
     }
 }
 
-type Abortable<T> = std::result::Result<T, ConflictableTransactionError<()>>;
-
-#[allow(clippy::too_many_arguments)]
-fn write_commit(
-    commit: &FamilyCommit,
-    families: &TransactionalTree,
-    orphans: &TransactionalTree,
-    sms: &TransactionalTree,
-    payments: &TransactionalTree,
-    timers: &TransactionalTree,
-    requests: &TransactionalTree,
-    monthly: &TransactionalTree,
-) -> Abortable<()> {
-    if let Some(record) = &commit.record {
-        families.insert(record.family_id.as_str().as_bytes(), encode(record))?;
-        match commit.monthly {
-            Some(true) => {
-                monthly.insert(record.family_id.as_str().as_bytes(), &[][..])?;
-            }
-            Some(false) => {
-                monthly.remove(record.family_id.as_str().as_bytes())?;
-            }
-            None => {}
+fn batch_of(writes: &KeyWrites) -> sled::Batch {
+    let mut batch = sled::Batch::default();
+    for (key, value) in writes {
+        match value {
+            Some(value) => batch.insert(key.as_slice(), value.as_slice()),
+            None => batch.remove(key.as_slice()),
         }
     }
-    for iin in &commit.orphans_taken {
-        orphans.remove(iin.as_str().as_bytes())?;
-    }
-    for facts in &commit.orphans_put {
-        orphans.insert(facts.iin.as_str().as_bytes(), encode(facts))?;
-    }
-    for order in &commit.sms {
-        sms.insert(order.reference.as_bytes(), encode(order))?;
-    }
-    for order in &commit.payments {
-        payments.insert(order.reference_id.as_bytes(), encode(order))?;
-    }
-    for reference in &commit.payments_settled {
-        payments.remove(reference.as_bytes())?;
-    }
-    for timer in &commit.timers_removed {
-        timers.remove(timer.key())?;
-    }
-    for timer in &commit.timers_put {
-        timers.insert(timer.key(), encode(timer))?;
-    }
-    for (phone, request) in &commit.requests_closed {
-        requests.remove(request_key(phone, request))?;
-    }
-    for (phone, request) in &commit.requests_opened {
-        requests.insert(
-            request_key(phone, request),
-            &u64::from(request.code).to_be_bytes()[..],
-        )?;
-    }
-    Ok(())
+    batch
 }
 
-fn write_counters(counters: &BTreeMap<String, i64>, stats: &TransactionalTree) -> Abortable<()> {
-    for (name, delta) in counters {
-        if *delta == 0 {
+/// Reads the counters record, folding in the key-per-counter layout of earlier
+/// stores (each an i64, big-endian) and removing those keys.
+fn open_counters(stats: &sled::Tree) -> Result<Counters> {
+    let mut counters: Counters = match stats.get(STATS_RECORD)? {
+        Some(value) => decode_in("stats", STATS_RECORD, &value)?,
+        None => Counters::default(),
+    };
+    let mut legacy = Vec::new();
+    for item in stats.iter() {
+        let (key, value) = item?;
+        if key.as_ref() == STATS_RECORD {
             continue;
         }
-        let old = stats.get(name.as_bytes())?.map_or(0, |bytes| {
-            i64::from_be_bytes(bytes.as_ref().try_into().unwrap_or([0; 8]))
-        });
-        stats.insert(name.as_bytes(), &(old + delta).to_be_bytes()[..])?;
+        let bytes: [u8; 8] = value
+            .as_ref()
+            .try_into()
+            .map_err(|_| corrupt("stats", &key, "not 8 bytes"))?;
+        let name = String::from_utf8_lossy(&key).into_owned();
+        *counters.values.entry(name).or_insert(0) += i64::from_be_bytes(bytes);
+        legacy.push(key);
+    }
+    if !legacy.is_empty() {
+        stats.insert(STATS_RECORD, encode(&counters))?;
+        for key in legacy {
+            stats.remove(key)?;
+        }
+    }
+    Ok(counters)
+}
+
+/// Gives back the ids (`D` keys) that a crash in the middle of [`Store::append_feed`]
+/// left without their log entries' ids. Appends are serialised and sled recovers
+/// a prefix of the writes, so only the last append can be torn: this walks back
+/// from the newest entry until an entry whose id is there.
+fn restore_feed_ids(feed: &sled::Tree, applied: u64) -> Result<()> {
+    let unapplied = feed.range(log_key(applied.saturating_add(1))..=log_key(u64::MAX));
+    for item in unapplied.rev() {
+        let (key, value) = item?;
+        let entry: LogEntry = decode_in("feed", &key, &value)?;
+        let LogEntry::Feed { agency, event } = entry else {
+            continue;
+        };
+        let id = dedup_key(&agency, &event.id);
+        if feed.contains_key(&id)? {
+            break;
+        }
+        feed.insert(id, &key[1..])?;
     }
     Ok(())
 }
@@ -1295,6 +1397,142 @@ mod tests {
             .iter()
             .map(|(name, value)| ((*name).to_owned(), *value))
             .collect()
+    }
+
+    fn counted(seq: u64, whole: bool) -> Counted {
+        Counted { seq, whole }
+    }
+
+    fn counting_commit(family: &str, delta: i64) -> FamilyCommit {
+        let mut commit = FamilyCommit {
+            record: Some(record(family)),
+            ..FamilyCommit::default()
+        };
+        commit.count("families", delta);
+        commit
+    }
+
+    #[test]
+    fn a_replayed_batch_is_written_again_but_counted_once() {
+        let store = Store::open_temporary().unwrap();
+        let batch = [counting_commit("fam-1", 1), counting_commit("fam-2", 1)];
+        store.commit_families(&batch, counted(10, true)).unwrap();
+        assert_eq!(store.counted_through(), 10);
+        // The crash came before the watermark moved: the same batch comes again.
+        store.commit_families(&batch, counted(10, true)).unwrap();
+        assert_eq!(store.stats().unwrap(), counters(&[("families", 2)]));
+        store
+            .commit_families(&[counting_commit("fam-3", 1)], counted(11, true))
+            .unwrap();
+        assert_eq!(store.stats().unwrap(), counters(&[("families", 3)]));
+    }
+
+    #[test]
+    fn a_commit_made_while_routing_an_entry_leaves_the_rest_of_it_to_count() {
+        let store = Store::open_temporary().unwrap();
+        // A member leaves fam-1 (committed while their move at seq 5 is routed),
+        // then joins fam-2 in the batch that ends at the same entry.
+        store
+            .commit_families(&[counting_commit("fam-1", -1)], counted(5, false))
+            .unwrap();
+        store
+            .commit_families(&[counting_commit("fam-2", 1)], counted(5, true))
+            .unwrap();
+        store
+            .commit_families(&[counting_commit("fam-2", 1)], counted(5, true))
+            .unwrap();
+        assert_eq!(store.stats().unwrap(), counters(&[("families", 0)]));
+        assert_eq!(store.counted_through(), 5);
+    }
+
+    #[test]
+    fn counters_survive_reopening_and_the_old_layout_is_folded_in() {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(directory.path()).unwrap();
+            store
+                .commit_families(&[counting_commit("fam-1", 2)], counted(3, true))
+                .unwrap();
+            // A store written before counters were one record: a key per counter.
+            let stats = store.db().open_tree("stats").unwrap();
+            stats.insert("families", &5i64.to_be_bytes()[..]).unwrap();
+            stats.insert("level:A", &1i64.to_be_bytes()[..]).unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(directory.path()).unwrap();
+        assert_eq!(
+            store.stats().unwrap(),
+            counters(&[("families", 7), ("level:A", 1)])
+        );
+        assert_eq!(store.counted_through(), 3);
+        assert_eq!(store.db().open_tree("stats").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_append_torn_by_a_crash_gets_its_ids_back_on_open() {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(directory.path()).unwrap();
+            store.append_feed("payments", vec![feed("a")]).unwrap();
+            store
+                .append_feed("payments", vec![feed("b"), feed("c")])
+                .unwrap();
+            // The crash came after the entries of the last append and before
+            // their ids: take the ids away again.
+            let feed_tree = store.db().open_tree("feed").unwrap();
+            feed_tree.remove(dedup_key("payments", "b")).unwrap();
+            feed_tree.remove(dedup_key("payments", "c")).unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(directory.path()).unwrap();
+        // The agency never had its 200 and sends the request again: the events
+        // are in the log once, so the retry is a duplicate.
+        assert_eq!(
+            store
+                .append_feed("payments", vec![feed("b"), feed("c"), feed("d")])
+                .unwrap(),
+            appended(&[4], &[0, 1])
+        );
+        assert_eq!(
+            log(&store, 0),
+            owned(&[(1, "a"), (2, "b"), (3, "c"), (4, "d")])
+        );
+    }
+
+    #[test]
+    fn within_a_batch_the_last_write_of_a_key_wins() {
+        let store = Store::open_temporary().unwrap();
+        let reminder = timer("fam-1", 10, TimerKind::Reminder);
+        store
+            .commit_family(&FamilyCommit {
+                timers_put: vec![reminder.clone()],
+                ..FamilyCommit::default()
+            })
+            .unwrap();
+        let taker = Iin::parse("900415300509").unwrap();
+        store.put_orphan(&CitizenFacts::new(taker)).unwrap();
+        let batch = [
+            // The reminder is moved to the same due time: removed, then put back.
+            FamilyCommit {
+                record: Some(record("fam-1")),
+                timers_removed: vec![reminder.clone()],
+                timers_put: vec![reminder.clone()],
+                orphans_taken: vec![taker],
+                ..FamilyCommit::default()
+            },
+            // A later commit of the batch hands the citizen's facts back.
+            FamilyCommit {
+                record: Some(record("fam-2")),
+                orphans_put: vec![CitizenFacts::new(taker)],
+                ..FamilyCommit::default()
+            },
+        ];
+        store.commit_families(&batch, counted(8, true)).unwrap();
+        assert_eq!(
+            store.due_timers(at(23), 10).unwrap(),
+            std::slice::from_ref(&reminder)
+        );
+        assert!(store.orphan(&taker).unwrap().is_some());
     }
 
     #[test]
