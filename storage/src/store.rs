@@ -35,7 +35,7 @@
 //! # Trees
 //! | tree | key | value |
 //! |---|---|---|
-//! | `feed` | `L` + seq (u64 BE) / `D` + agency + `\0` + event id / `S` + inbound SMS id | [`LogEntry`] / seq / seq |
+//! | `feed` | `C` + last seq (u64 BE) / `D` + agency + `\0` + event id / `S` + inbound SMS id | the [`LogEntry`]s of one append / seq / seq |
 //! | `families` | family id | [`FamilyRecord`] |
 //! | `orphans` | IIN | [`CitizenFacts`] of a citizen in no family |
 //! | `citizen_family` | IIN | family id (the routing index) |
@@ -391,13 +391,46 @@ pub struct Store {
     append_lock: Mutex<()>,
     /// The `stats` record, kept in memory; written whole on every change.
     counters: Mutex<Counters>,
+    /// Log entries at or below this are gone. sled 0.34 does not merge emptied
+    /// nodes, so a trim that walked from the start of the log would walk over
+    /// every node ever emptied; it starts here instead (at 0 after opening, which
+    /// also drops entries a crash left below the watermark).
+    trimmed_through: AtomicU64,
 }
 
+/// The key of the log chunk whose last entry has sequence number `seq`.
 fn log_key(seq: u64) -> [u8; 9] {
     let mut key = [0u8; 9];
-    key[0] = b'L';
+    key[0] = b'C';
     key[1..].copy_from_slice(&seq.to_be_bytes());
     key
+}
+
+/// The entries of one append, with consecutive sequence numbers from `first`.
+/// One key per append instead of one per entry: an agency's request of a
+/// thousand events is one log write and, once applied, one removal.
+#[derive(Debug, Serialize, Deserialize)]
+struct LogChunk<Entries> {
+    first: u64,
+    entries: Entries,
+}
+
+type StoredChunk = LogChunk<Vec<LogEntry>>;
+
+/// Writes `entries` as one chunk from the next sequence number; the caller holds
+/// the append lock. Returns their sequence numbers.
+fn write_chunk(
+    feed: &sled::Tree,
+    next_seq: &AtomicU64,
+    entries: &[LogEntry],
+) -> Result<std::ops::Range<u64>> {
+    let first = next_seq.load(Ordering::SeqCst);
+    let end = first + entries.len() as u64;
+    if !entries.is_empty() {
+        feed.insert(log_key(end - 1), encode(&LogChunk { first, entries }))?;
+        next_seq.store(end, Ordering::SeqCst);
+    }
+    Ok(first..end)
 }
 
 fn dedup_key(agency: &str, id: &str) -> Vec<u8> {
@@ -493,9 +526,10 @@ impl Store {
             audit: open(TREE_NAMES[11])?,
             quarantine: open(TREE_NAMES[12])?,
         };
+        migrate_single_entries(&trees.feed)?;
         let last_log = trees
             .feed
-            .scan_prefix(b"L")
+            .scan_prefix(b"C")
             .next_back()
             .transpose()?
             .map_or(0, |(key, _)| u64_from(&key[1..]));
@@ -518,6 +552,7 @@ impl Store {
             next_audit: AtomicU64::new(last_audit + 1),
             append_lock: Mutex::new(()),
             counters: Mutex::new(counters),
+            trimmed_through: AtomicU64::new(0),
         })
     }
 
@@ -533,30 +568,33 @@ impl Store {
     // ----- the feed log -----
 
     /// Appends events of one agency to the log, skipping ids the agency has used
-    /// before (in the store or earlier in this batch). Each entry is written before
-    /// its id; a crash midway is repaired when the store opens (module docs). Not
-    /// durable until a flush.
+    /// before (in the store or earlier in this batch). The entries are written
+    /// (one chunk) before their ids; a crash between is repaired when the store
+    /// opens (module docs). Not durable until a flush.
     pub fn append_feed(&self, agency: &str, events: Vec<LogEntry>) -> Result<Appended> {
         let _guard = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut appended = Appended::default();
         let mut seen_here = std::collections::HashSet::new();
-        let mut seq = self.next_seq.load(Ordering::SeqCst);
+        let mut accepted = Vec::with_capacity(events.len());
+        let mut ids = Vec::with_capacity(events.len());
         for (index, entry) in events.into_iter().enumerate() {
-            let id = match &entry {
-                LogEntry::Feed { event, .. } => event.id.clone(),
-                _ => panic!("append_feed takes feed events only"),
+            let LogEntry::Feed { event, .. } = &entry else {
+                panic!("append_feed takes feed events only");
             };
-            let key = dedup_key(agency, &id);
-            if !seen_here.insert(key.clone()) || self.trees.feed.contains_key(&key)? {
+            let key = dedup_key(agency, &event.id);
+            if seen_here.contains(&key) || self.trees.feed.contains_key(&key)? {
                 appended.duplicates.push(index);
                 continue;
             }
-            self.trees.feed.insert(log_key(seq), encode(&entry))?;
-            self.trees.feed.insert(key, &seq.to_be_bytes()[..])?;
-            appended.seqs.push(seq);
-            seq += 1;
-            self.next_seq.store(seq, Ordering::SeqCst);
+            seen_here.insert(key.clone());
+            ids.push(key);
+            accepted.push(entry);
         }
+        let seqs = write_chunk(&self.trees.feed, &self.next_seq, &accepted)?;
+        for (key, seq) in ids.into_iter().zip(seqs.clone()) {
+            self.trees.feed.insert(key, &seq.to_be_bytes()[..])?;
+        }
+        appended.seqs = seqs.collect();
         Ok(appended)
     }
 
@@ -564,14 +602,7 @@ impl Store {
     /// operator actions). Not durable until a flush.
     pub fn append_internal(&self, entries: &[LogEntry]) -> Result<Vec<u64>> {
         let _guard = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut seqs = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let seq = self.next_seq.load(Ordering::SeqCst);
-            self.trees.feed.insert(log_key(seq), encode(entry))?;
-            seqs.push(seq);
-            self.next_seq.store(seq + 1, Ordering::SeqCst);
-        }
-        Ok(seqs)
+        Ok(write_chunk(&self.trees.feed, &self.next_seq, entries)?.collect())
     }
 
     /// Appends an SMS reply unless its inbound message id was seen before; the
@@ -591,9 +622,8 @@ impl Store {
             return Ok(None);
         }
         let seq = self.next_seq.load(Ordering::SeqCst);
-        if let Some(entry) = &entry {
-            self.trees.feed.insert(log_key(seq), encode(entry))?;
-            self.next_seq.store(seq + 1, Ordering::SeqCst);
+        if let Some(entry) = entry {
+            write_chunk(&self.trees.feed, &self.next_seq, &[entry])?;
         }
         self.trees.feed.insert(dedup, &seq.to_be_bytes()[..])?;
         Ok(Some(seq))
@@ -658,10 +688,18 @@ impl Store {
         let start = log_key(after.saturating_add(1));
         let end = log_key(u64::MAX);
         let mut entries = Vec::new();
-        for item in self.trees.feed.range(start..=end).take(limit) {
+        for item in self.trees.feed.range(start..=end) {
             let (key, value) = item?;
-            let seq = u64_from(&key[1..]);
-            entries.push((seq, decode_in("feed", &key, &value)?));
+            let chunk: StoredChunk = decode_in("feed", &key, &value)?;
+            let seqs = chunk.first..;
+            for (seq, entry) in seqs.zip(chunk.entries) {
+                if entries.len() == limit {
+                    return Ok(entries);
+                }
+                if seq > after {
+                    entries.push((seq, entry));
+                }
+            }
         }
         Ok(entries)
     }
@@ -675,17 +713,20 @@ impl Store {
             .map_or(0, |value| u64_from(&value)))
     }
 
-    /// Records the applied watermark and drops log entries below it. Dedup keys
-    /// stay, so a resent id is still a duplicate. Entries left by a crash between
-    /// the two are below the watermark, never read, and dropped next time.
+    /// Records the applied watermark and drops the log chunks it covers whole (a
+    /// chunk it cuts stays until the rest is applied). Dedup keys stay, so a
+    /// resent id is still a duplicate. Chunks left by a crash between the two are
+    /// below the watermark, never read, and dropped next time.
     pub fn set_applied_through(&self, seq: u64) -> Result<()> {
         self.trees
             .meta
             .insert(META_APPLIED_THROUGH, &seq.to_be_bytes()[..])?;
-        for item in self.trees.feed.range(log_key(0)..=log_key(seq)) {
+        let from = self.trimmed_through.load(Ordering::SeqCst);
+        for item in self.trees.feed.range(log_key(from)..=log_key(seq)) {
             let (key, _) = item?;
             self.trees.feed.remove(key)?;
         }
+        self.trimmed_through.fetch_max(seq, Ordering::SeqCst);
         Ok(())
     }
 
@@ -1059,15 +1100,39 @@ fn restore_feed_ids(feed: &sled::Tree, applied: u64) -> Result<()> {
     let unapplied = feed.range(log_key(applied.saturating_add(1))..=log_key(u64::MAX));
     for item in unapplied.rev() {
         let (key, value) = item?;
-        let entry: LogEntry = decode_in("feed", &key, &value)?;
-        let LogEntry::Feed { agency, event } = entry else {
-            continue;
-        };
-        let id = dedup_key(&agency, &event.id);
-        if feed.contains_key(&id)? {
+        let chunk: StoredChunk = decode_in("feed", &key, &value)?;
+        let seqs = chunk.first..;
+        let mut feed_entries = 0;
+        for (seq, entry) in seqs.zip(chunk.entries) {
+            if let LogEntry::Feed { agency, event } = entry {
+                feed_entries += 1;
+                let id = dedup_key(&agency, &event.id);
+                if !feed.contains_key(&id)? {
+                    feed.insert(id, &seq.to_be_bytes()[..])?;
+                }
+            }
+        }
+        if feed_entries > 0 {
+            // Only the last append of feed events can have been torn.
             break;
         }
-        feed.insert(id, &key[1..])?;
+    }
+    Ok(())
+}
+
+/// Rewrites the one-entry-per-key log of earlier stores (`L` + seq) as chunks of
+/// one, so that a store written before chunks keeps its unapplied entries.
+fn migrate_single_entries(feed: &sled::Tree) -> Result<()> {
+    for item in feed.scan_prefix(b"L") {
+        let (key, value) = item?;
+        let seq = u64_from(&key[1..]);
+        let entry: LogEntry = decode_in("feed", &key, &value)?;
+        let chunk = LogChunk {
+            first: seq,
+            entries: vec![entry],
+        };
+        feed.insert(log_key(seq), encode(&chunk))?;
+        feed.remove(key)?;
     }
     Ok(())
 }
@@ -1283,7 +1348,17 @@ mod tests {
         assert_eq!(store.applied_through().unwrap(), 0);
         store.set_applied_through(2).unwrap();
         assert_eq!(store.applied_through().unwrap(), 2);
-        assert_eq!(log(&store, 0), owned(&[(3, "c")]));
+        assert_eq!(log(&store, 2), owned(&[(3, "c")]));
+        // The append's chunk stays until all of it is applied.
+        assert_eq!(
+            store
+                .db()
+                .open_tree("feed")
+                .unwrap()
+                .scan_prefix(b"C")
+                .count(),
+            1
+        );
         // A resent id is still a duplicate after its entry left the log.
         assert_eq!(
             store
@@ -1496,6 +1571,28 @@ mod tests {
         assert_eq!(
             log(&store, 0),
             owned(&[(1, "a"), (2, "b"), (3, "c"), (4, "d")])
+        );
+    }
+
+    #[test]
+    fn a_log_written_one_entry_per_key_is_read_after_an_upgrade() {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(directory.path()).unwrap();
+            let feed_tree = store.db().open_tree("feed").unwrap();
+            for (seq, id) in [(7u64, "a"), (8, "b")] {
+                let mut key = vec![b'L'];
+                key.extend_from_slice(&seq.to_be_bytes());
+                feed_tree.insert(key, encode(&feed(id))).unwrap();
+            }
+            store.flush().unwrap();
+        }
+        let store = Store::open(directory.path()).unwrap();
+        assert_eq!(log(&store, 0), owned(&[(7, "a"), (8, "b")]));
+        assert_eq!(store.last_seq(), 8);
+        assert_eq!(
+            store.append_internal(&[cycle("fam-1", "2026-03")]).unwrap(),
+            [9]
         );
     }
 
