@@ -762,34 +762,36 @@ where
     let mut cursor: Option<String> = None;
     let mut scanned = 0u64;
     loop {
-        let chunk: Vec<FamilyRecord> = store
-            .families_after(cursor.as_deref(), SCAN_CHUNK)
-            .collect::<Result<_, _>>()
+        // The calling thread only reads; the workers decode and work, which is
+        // where the time goes.
+        let (values, last) = store
+            .family_values_after(cursor.as_deref(), SCAN_CHUNK)
             .map_err(ApiError::internal)?;
-        let Some(last) = chunk.last() else { break };
-        cursor = Some(last.family_id.to_string());
-        scanned += chunk.len() as u64;
-        let per_thread = chunk.len().div_ceil(threads).max(1);
+        let Some(last) = last else { break };
+        cursor = Some(last);
+        scanned += values.len() as u64;
+        let per_thread = values.len().div_ceil(threads).max(1);
         let work = &work;
-        let parts: Vec<T> = std::thread::scope(|scope| {
-            let handles: Vec<_> = chunk
+        let parts: Vec<Result<T, storage::StoreError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = values
                 .chunks(per_thread)
                 .map(|part| {
                     scope.spawn(move || {
                         let mut accumulator = T::default();
-                        for record in part {
-                            work(&mut accumulator, record);
+                        for value in part {
+                            let record = storage::Store::decode_family(value)?;
+                            work(&mut accumulator, &record);
                         }
-                        accumulator
+                        Ok(accumulator)
                     })
                 })
                 .collect();
             handles.into_iter().filter_map(|h| h.join().ok()).collect()
         });
         for part in parts {
-            merge(part);
+            merge(part.map_err(ApiError::internal)?);
         }
-        if chunk.len() < SCAN_CHUNK {
+        if values.len() < SCAN_CHUNK {
             break;
         }
     }

@@ -178,31 +178,30 @@ async fn feed(
         .await
         .map_err(|e| ApiError::Busy(format!("could not make the events durable: {e}")))?;
     state.inbox.wake();
+    // One metrics update per (type, outcome), not per event.
     let duplicates: std::collections::BTreeSet<usize> =
         appended.duplicates.iter().copied().collect();
+    let mut counts: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
     for (index, type_name) in types.iter().enumerate() {
         let outcome = if duplicates.contains(&index) {
             "duplicate"
         } else {
             "accepted"
         };
-        state.metrics.inc(
+        *counts.entry((type_name, outcome)).or_insert(0) += 1;
+    }
+    for type_name in rejected_types {
+        *counts.entry((type_name, "rejected")).or_insert(0) += 1;
+    }
+    for ((type_name, outcome), count) in counts {
+        state.metrics.add(
             "dfm_events_total",
             &[
                 ("agency", &agency.name),
                 ("type", type_name),
                 ("outcome", outcome),
             ],
-        );
-    }
-    for type_name in rejected_types {
-        state.metrics.inc(
-            "dfm_events_total",
-            &[
-                ("agency", &agency.name),
-                ("type", type_name),
-                ("outcome", "rejected"),
-            ],
+            count,
         );
     }
     state

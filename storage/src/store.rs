@@ -762,6 +762,37 @@ impl Store {
         page(&self.trees.families, "families", after, limit)
     }
 
+    /// Encoded family records in id order after `after` (exclusive), at most
+    /// `limit`, with the last id read: for scans that decode on several threads.
+    pub fn family_values_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<sled::IVec>, Option<String>)> {
+        let start = match after {
+            Some(after) => std::ops::Bound::Excluded(after.as_bytes().to_vec()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut values = Vec::with_capacity(limit);
+        let mut last = None;
+        let range = self
+            .trees
+            .families
+            .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded));
+        for item in range.take(limit) {
+            let (key, value) = item?;
+            last = Some(key);
+            values.push(value);
+        }
+        let last = last.map(|key| String::from_utf8_lossy(&key).into_owned());
+        Ok((values, last))
+    }
+
+    /// Decodes a value read by [`Store::family_values_after`].
+    pub fn decode_family(value: &[u8]) -> Result<FamilyRecord> {
+        decode_in("families", b"", value)
+    }
+
     /// Reads every key: for tests and offline tools, never on a request path.
     pub fn family_count(&self) -> usize {
         self.trees.families.len()
