@@ -55,8 +55,9 @@ const FEED_FAMILIES_DEFAULT: u64 = 20_000;
 const FEED_BATCH_DEFAULT: usize = 1_000;
 const FEED_CONCURRENCY_DEFAULT: usize = 8;
 const LOAD_FAMILIES_DEFAULT: u64 = 20_000;
-const PAYOUT_FAMILIES_DEFAULT: u64 = 2_000;
-const PAYOUT_CONCURRENCY_DEFAULT: usize = 16;
+/// Enough families for about ten seconds of payouts: a sustained rate, not a burst.
+const PAYOUT_FAMILIES_DEFAULT: u64 = 30_000;
+const PAYOUT_CONCURRENCY_DEFAULT: usize = 32;
 const RSS_FAMILIES_DEFAULT: u64 = 100_000;
 
 /// The durable-write baselines flush after this many inserts.
