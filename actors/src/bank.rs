@@ -32,7 +32,7 @@
 //! IBAN or an IIN) or a name.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -278,6 +278,8 @@ struct Shared {
     next_message: AtomicU64,
     /// References being settled now: a second order for one of them is ignored.
     in_flight: Mutex<HashSet<String>>,
+    /// A sweep of the outbox is running.
+    sweeping: AtomicBool,
 }
 
 impl Shared {
@@ -462,6 +464,10 @@ pub struct BankGateway {
 
 impl Actor for BankGateway {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(crate::notifier::SWEEP_EVERY, |actor, ctx| actor.sweep(ctx));
+    }
 }
 
 impl BankGateway {
@@ -503,6 +509,7 @@ impl BankGateway {
             run_id: rand::random(),
             next_message: AtomicU64::new(1),
             in_flight: Mutex::new(HashSet::new()),
+            sweeping: AtomicBool::new(false),
         });
         let permits = Arc::new(Semaphore::new(config.concurrency));
         let mailbox_capacity = config.mailbox_capacity;
@@ -579,9 +586,24 @@ impl Handler<ResumeOutbox> for BankGateway {
     type Result = ();
 
     fn handle(&mut self, _: ResumeOutbox, ctx: &mut Context<Self>) {
+        self.sweep(ctx);
+    }
+}
+
+impl BankGateway {
+    /// Feeds every order of the outbox to the actor as a [`ResumeOrder`] (status
+    /// first, so nothing is posted twice), a page at a time; one sweep at a time.
+    /// It finds the orders the dispatcher could not hand on while the mailbox was
+    /// full, and at start those pending when the process stopped.
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        if self.shared.sweeping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
         let store = self.shared.store.clone();
         let gateway = ctx.address();
         actix::spawn(async move {
+            let _done = crate::notifier::SweepDone(&shared.sweeping);
             let mut after: Option<String> = None;
             let mut resumed = 0usize;
             loop {
@@ -601,7 +623,7 @@ impl Handler<ResumeOutbox> for BankGateway {
                     }
                 }
             }
-            tracing::info!(resumed, "the payment outbox is resumed");
+            tracing::info!(resumed, "the payment outbox is swept");
         });
     }
 }

@@ -530,29 +530,38 @@ impl Dispatcher {
     }
 
     /// Written changes go out: SMS to the notifier, payments to the bank
-    /// gateway. Their mailboxes are bounded, so a slow gateway slows the
-    /// dispatcher instead of growing a queue.
+    /// gateway. Their mailboxes are bounded; when one is full the order is not
+    /// handed on (it is in the outbox, and the actor's periodic sweep finds it),
+    /// so a gateway that is down never holds the feeds back.
     async fn hand_on(&self, commits: Vec<FamilyCommit>) {
         let environment = &self.directory.environment;
         if !environment.outbound {
             return;
         }
         for commit in commits {
-            // `try_send` respects the bounded mailbox without a round trip; only
-            // when it is full does the dispatcher wait for room.
+            let mut sms_deferred = false;
             for order in commit.sms {
-                if let Err(actix::prelude::SendError::Full(SendSms(order))) =
-                    environment.notifier.try_send(SendSms(order))
-                {
-                    let _ = environment.notifier.send(SendSms(order)).await;
+                if environment.notifier.try_send(SendSms(order)).is_err() {
+                    sms_deferred = true;
+                    self.metrics
+                        .inc("dfm_handon_deferred_total", &[("to", "notifier")]);
                 }
             }
+            let mut payments_deferred = false;
             for order in commit.payments {
-                if let Err(actix::prelude::SendError::Full(Disburse(order))) =
-                    environment.bank.try_send(Disburse(order))
-                {
-                    let _ = environment.bank.send(Disburse(order)).await;
+                if environment.bank.try_send(Disburse(order)).is_err() {
+                    payments_deferred = true;
+                    self.metrics
+                        .inc("dfm_handon_deferred_total", &[("to", "bank")]);
                 }
+            }
+            // One small message asks for a sweep (a sweep already running ignores
+            // it); the sweep waits for mailbox room on its own task.
+            if sms_deferred {
+                environment.notifier.do_send(crate::notifier::ResumeOutbox);
+            }
+            if payments_deferred {
+                environment.bank.do_send(crate::bank::ResumeOutbox);
             }
         }
     }

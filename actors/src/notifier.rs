@@ -23,6 +23,7 @@
 //! data. The reference carries none and is what every log line names.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -118,6 +119,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// References being delivered now: a second order for one of them is ignored.
     in_flight: Mutex<HashSet<String>>,
+    /// A sweep of the outbox is running.
+    sweeping: AtomicBool,
 }
 
 impl Shared {
@@ -128,6 +131,11 @@ impl Shared {
     /// Sends until the gateway takes the message or refuses it for good, then
     /// removes the order from the outbox.
     async fn deliver(&self, order: SmsOrder) {
+        // A sweep may hand on an order that was delivered meanwhile.
+        if matches!(self.store.sms_pending(&order.reference), Ok(false)) {
+            self.in_flight().remove(&order.reference);
+            return;
+        }
         let body = MessageRequest::new(&order);
         let mut retries: u32 = 0;
         loop {
@@ -196,8 +204,16 @@ pub struct Notifier {
     permits: Arc<Semaphore>,
 }
 
+/// How often the notifier sweeps its outbox for orders it was not handed (the
+/// dispatcher hands on only while the mailbox has room; see [`ResumeOutbox`]).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
 impl Actor for Notifier {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(SWEEP_EVERY, |actor, ctx| actor.sweep(ctx));
+    }
 }
 
 impl Notifier {
@@ -229,6 +245,7 @@ impl Notifier {
             store,
             metrics,
             in_flight: Mutex::new(HashSet::new()),
+            sweeping: AtomicBool::new(false),
         });
         let permits = Arc::new(Semaphore::new(config.concurrency));
         let mailbox_capacity = config.mailbox_capacity;
@@ -288,9 +305,23 @@ impl Handler<ResumeOutbox> for Notifier {
     type Result = ();
 
     fn handle(&mut self, _: ResumeOutbox, ctx: &mut Context<Self>) {
+        self.sweep(ctx);
+    }
+}
+
+impl Notifier {
+    /// Feeds every order of the outbox to the actor, a page at a time, each
+    /// waiting for mailbox room; one sweep at a time. Orders in flight or
+    /// delivered meanwhile are skipped when their turn comes.
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        if self.shared.sweeping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
         let store = self.shared.store.clone();
         let notifier = ctx.address();
         actix::spawn(async move {
+            let _done = SweepDone(&shared.sweeping);
             let mut after: Option<String> = None;
             let mut resumed = 0usize;
             loop {
@@ -310,8 +341,17 @@ impl Handler<ResumeOutbox> for Notifier {
                     }
                 }
             }
-            tracing::info!(resumed, "the SMS outbox is resumed");
+            tracing::info!(resumed, "the SMS outbox is swept");
         });
+    }
+}
+
+/// Clears the sweeping flag when a sweep ends, however it ends.
+pub(crate) struct SweepDone<'a>(pub(crate) &'a AtomicBool);
+
+impl Drop for SweepDone<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 

@@ -926,6 +926,11 @@ impl Store {
         Ok(())
     }
 
+    /// Whether an SMS is still waiting in the outbox.
+    pub fn sms_pending(&self, reference: &str) -> Result<bool> {
+        Ok(self.trees.sms_outbox.contains_key(reference.as_bytes())?)
+    }
+
     pub fn remove_sms(&self, reference: &str) -> Result<()> {
         self.trees.sms_outbox.remove(reference.as_bytes())?;
         Ok(())

@@ -422,3 +422,40 @@ async fn a_rejected_payment_waits_for_a_new_account_and_is_paid_with_a_new_refer
     assert_eq!(paid.len(), 1);
     assert_eq!(paid[0].payee_fa, "KZ45722S000054326792@722");
 }
+
+/// An SMS gateway that stays down holds its own orders in the outbox, not the
+/// rest of the service: more offers than the notifier can hold in its mailbox
+/// and in flight (1,024 + 64) are decided, and every family is still applied.
+#[actix_rt::test]
+async fn an_sms_gateway_that_stays_down_does_not_hold_back_the_feeds() {
+    const FAMILIES: u32 = 1_300;
+    let world = world_with(
+        SmsSimulatorOptions {
+            fail_first: u32::MAX,
+            ..Default::default()
+        },
+        BankSimulatorOptions::default(),
+        ("72h", "48h"),
+        "",
+    )
+    .await;
+    let mut events = Vec::new();
+    for index in 0..FAMILIES {
+        let (family, _, _) = large_family(
+            &format!("F-DOWN-{index}"),
+            4,
+            1 + index * 7,
+            &format!("+7705{index:07}"),
+        );
+        events.extend(family);
+    }
+    send_all(&world.server, &events).await;
+    let stats = eventually("every family applied", Duration::from_secs(120), || async {
+        let (_, stats) = get(&world.server, "/v1/stats", VIEWER).await;
+        (stats["entitlements"]["offered"] == FAMILIES).then_some(stats)
+    })
+    .await;
+    assert_eq!(stats["families"], FAMILIES, "{stats}");
+    // Nothing was delivered: every offer is still waiting, none was lost.
+    assert!(world.sms.messages().is_empty());
+}
