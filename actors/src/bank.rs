@@ -279,7 +279,7 @@ struct Shared {
     /// References being settled now: a second order for one of them is ignored.
     in_flight: Mutex<HashSet<String>>,
     /// A sweep of the outbox is running.
-    sweeping: AtomicBool,
+    sweeping: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -509,7 +509,7 @@ impl BankGateway {
             run_id: rand::random(),
             next_message: AtomicU64::new(1),
             in_flight: Mutex::new(HashSet::new()),
-            sweeping: AtomicBool::new(false),
+            sweeping: Arc::new(AtomicBool::new(false)),
         });
         let permits = Arc::new(Semaphore::new(config.concurrency));
         let mailbox_capacity = config.mailbox_capacity;
@@ -579,9 +579,6 @@ impl Handler<ResumeOrder> for BankGateway {
     }
 }
 
-/// Pending payments read per page when the outbox is resumed.
-pub const RESUME_PAGE: usize = 1_000;
-
 impl Handler<ResumeOutbox> for BankGateway {
     type Result = ();
 
@@ -592,39 +589,19 @@ impl Handler<ResumeOutbox> for BankGateway {
 
 impl BankGateway {
     /// Feeds every order of the outbox to the actor as a [`ResumeOrder`] (status
-    /// first, so nothing is posted twice), a page at a time; one sweep at a time.
-    /// It finds the orders the dispatcher could not hand on while the mailbox was
-    /// full, and at start those pending when the process stopped.
+    /// first, so nothing is posted twice; see [`crate::outbox`]). It finds the
+    /// orders the dispatcher could not hand on while the mailbox was full, and at
+    /// start those pending when the process stopped.
     fn sweep(&mut self, ctx: &mut Context<Self>) {
-        if self.shared.sweeping.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let shared = Arc::clone(&self.shared);
-        let store = self.shared.store.clone();
-        let gateway = ctx.address();
-        actix::spawn(async move {
-            let _done = crate::notifier::SweepDone(&shared.sweeping);
-            let mut after: Option<String> = None;
-            let mut resumed = 0usize;
-            loop {
-                let page = match store.payment_outbox_page(after.as_deref(), RESUME_PAGE) {
-                    Ok(page) => page,
-                    Err(error) => {
-                        tracing::error!(%error, "could not read the payment outbox; pending payments wait for the next start");
-                        return;
-                    }
-                };
-                let Some(last) = page.last() else { break };
-                after = Some(last.reference_id.clone());
-                resumed += page.len();
-                for order in page {
-                    if gateway.send(ResumeOrder(order)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            tracing::info!(resumed, "the payment outbox is swept");
-        });
+        let store = Arc::clone(&self.shared.store);
+        crate::outbox::sweep(
+            "payments",
+            &self.shared.sweeping,
+            move |after| store.payment_outbox_page(after, crate::outbox::PAGE),
+            |order: &PaymentOrder| order.reference_id.as_str(),
+            ctx.address(),
+            ResumeOrder,
+        );
     }
 }
 

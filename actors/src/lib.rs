@@ -18,6 +18,7 @@ pub mod family;
 pub mod inbox;
 pub mod metrics;
 pub mod notifier;
+pub mod outbox;
 pub mod reply;
 pub mod rules;
 pub mod scoring;

@@ -23,7 +23,7 @@
 //! data. The reference carries none and is what every log line names.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -120,7 +120,7 @@ struct Shared {
     /// References being delivered now: a second order for one of them is ignored.
     in_flight: Mutex<HashSet<String>>,
     /// A sweep of the outbox is running.
-    sweeping: AtomicBool,
+    sweeping: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -245,7 +245,7 @@ impl Notifier {
             store,
             metrics,
             in_flight: Mutex::new(HashSet::new()),
-            sweeping: AtomicBool::new(false),
+            sweeping: Arc::new(AtomicBool::new(false)),
         });
         let permits = Arc::new(Semaphore::new(config.concurrency));
         let mailbox_capacity = config.mailbox_capacity;
@@ -297,10 +297,6 @@ impl Handler<SendSms> for Notifier {
     }
 }
 
-/// Pending SMS read per page when the outbox is resumed; memory stays bounded
-/// whatever the size of the outbox.
-pub const RESUME_PAGE: usize = 1_000;
-
 impl Handler<ResumeOutbox> for Notifier {
     type Result = ();
 
@@ -310,48 +306,18 @@ impl Handler<ResumeOutbox> for Notifier {
 }
 
 impl Notifier {
-    /// Feeds every order of the outbox to the actor, a page at a time, each
-    /// waiting for mailbox room; one sweep at a time. Orders in flight or
-    /// delivered meanwhile are skipped when their turn comes.
+    /// Feeds every order of the outbox to the actor (see [`crate::outbox`]).
+    /// Orders in flight or delivered meanwhile are skipped when their turn comes.
     fn sweep(&mut self, ctx: &mut Context<Self>) {
-        if self.shared.sweeping.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let shared = Arc::clone(&self.shared);
-        let store = self.shared.store.clone();
-        let notifier = ctx.address();
-        actix::spawn(async move {
-            let _done = SweepDone(&shared.sweeping);
-            let mut after: Option<String> = None;
-            let mut resumed = 0usize;
-            loop {
-                let page = match store.sms_outbox_page(after.as_deref(), RESUME_PAGE) {
-                    Ok(page) => page,
-                    Err(error) => {
-                        tracing::error!(%error, "could not read the SMS outbox; pending SMS wait for the next start");
-                        return;
-                    }
-                };
-                let Some(last) = page.last() else { break };
-                after = Some(last.reference.clone());
-                resumed += page.len();
-                for order in page {
-                    if notifier.send(SendSms(order)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            tracing::info!(resumed, "the SMS outbox is swept");
-        });
-    }
-}
-
-/// Clears the sweeping flag when a sweep ends, however it ends.
-pub(crate) struct SweepDone<'a>(pub(crate) &'a AtomicBool);
-
-impl Drop for SweepDone<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
+        let store = Arc::clone(&self.shared.store);
+        crate::outbox::sweep(
+            "sms",
+            &self.shared.sweeping,
+            move |after| store.sms_outbox_page(after, crate::outbox::PAGE),
+            |order: &SmsOrder| order.reference.as_str(),
+            ctx.address(),
+            SendSms,
+        );
     }
 }
 

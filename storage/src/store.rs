@@ -649,11 +649,10 @@ impl Store {
         orphans: &[CitizenFacts],
     ) -> Result<()> {
         let t = &self.trees;
-        let writes = Writes::of(commits);
-        let mut orphan_writes = writes.orphans.clone();
+        let mut writes = Writes::of(commits);
         for facts in orphans {
             let key = facts.iin.as_str().as_bytes().to_vec();
-            orphan_writes.insert(key, Some(encode(facts)));
+            writes.orphans.insert(key, Some(encode(facts)));
         }
         let mut citizen_family = sled::Batch::default();
         for (iin, family_id) in index {
@@ -669,8 +668,7 @@ impl Store {
             families.insert(key.as_slice(), value.as_slice());
         }
         t.families.apply_batch(families)?;
-        t.orphans.apply_batch(batch_of(&orphan_writes))?;
-        for (tree, tree_writes) in writes.side_tables(t).into_iter().skip(1) {
+        for (tree, tree_writes) in writes.side_tables(t) {
             tree.apply_batch(batch_of(tree_writes))?;
         }
         t.citizen_family.apply_batch(citizen_family)?;
