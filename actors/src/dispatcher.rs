@@ -513,7 +513,7 @@ impl Dispatcher {
                 Ok(()) => {
                     self.metrics
                         .observe("dfm_family_commit_seconds", &[], started.elapsed());
-                    self.hand_on(commits).await;
+                    self.hand_on(commits);
                     return;
                 }
                 Err(error) => {
@@ -533,7 +533,7 @@ impl Dispatcher {
     /// gateway. Their mailboxes are bounded; when one is full the order is not
     /// handed on (it is in the outbox, and the actor's periodic sweep finds it),
     /// so a gateway that is down never holds the feeds back.
-    async fn hand_on(&self, commits: Vec<FamilyCommit>) {
+    fn hand_on(&self, commits: Vec<FamilyCommit>) {
         let environment = &self.directory.environment;
         if !environment.outbound {
             return;
@@ -617,7 +617,7 @@ impl Dispatcher {
                                 }
                             }
                         }
-                        self.hand_on(vec![commit]).await;
+                        self.hand_on(vec![commit]);
                         break;
                     }
                     Err(error) if tries < self.config.poison_tries_max => {
