@@ -204,6 +204,9 @@ const TREE_NAMES: [&str; 13] = [
 ];
 
 const META_APPLIED_THROUGH: &[u8] = b"applied_through";
+/// How long [`Store::open`] waits for a lock that this process is releasing.
+pub const OPEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The one key of the `stats` tree. Earlier stores kept a key per counter; they are
 /// folded into this record when the store opens.
 const STATS_RECORD: &[u8] = b"\0counters";
@@ -496,12 +499,29 @@ fn decode_in<T: serde::de::DeserializeOwned>(
 
 impl Store {
     /// Opens (or creates) the store at `path`.
+    ///
+    /// sled releases its file lock from a background thread some moments after
+    /// the last handle of a store is dropped, so a reopening in the same process
+    /// (`dfm load` at its end, tests) can find the lock still held: it is tried
+    /// again for up to [`OPEN_LOCK_WAIT`]. A store held by another process stays
+    /// an error.
     pub fn open(path: &Path) -> Result<Store> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(256 * 1024 * 1024)
-            .open()?;
-        Store::from_db(db)
+        let deadline = std::time::Instant::now() + OPEN_LOCK_WAIT;
+        loop {
+            let opened = sled::Config::new()
+                .path(path)
+                .cache_capacity(256 * 1024 * 1024)
+                .open();
+            match opened {
+                Err(sled::Error::Io(error))
+                    if error.kind() == std::io::ErrorKind::WouldBlock
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                opened => return Store::from_db(opened?),
+            }
+        }
     }
 
     /// A store in a temporary directory that disappears when dropped.
