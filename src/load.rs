@@ -63,21 +63,23 @@ impl std::fmt::Display for LoadReport {
 /// One line of a bulk-load file: the event, and its agency from the `agency`
 /// field or, without one, the contract's agency for its type.
 pub fn load_line(line: &str, config: &Config) -> Result<(String, FeedEvent), String> {
-    let mut value: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    let agency = match value.as_object_mut().and_then(|o| o.remove("agency")) {
+    let line = event::parse_event_text(line);
+    if line.not_json {
+        return Err(line.event.err().map(|e| e.to_string()).unwrap_or_default());
+    }
+    let agency = match line.agency {
         Some(serde_json::Value::String(agency)) => agency,
         Some(_) => return Err("agency must be a string".to_owned()),
-        None => {
-            let kind = value.get("type").and_then(|t| t.as_str()).unwrap_or("");
-            event::EVENT_TYPES
-                .iter()
-                .find(|(name, _)| *name == kind)
-                .map(|(_, agency)| (*agency).to_owned())
-                .ok_or_else(|| format!("unknown event type {kind:?}"))?
-        }
+        None => line
+            .claimed_type
+            .and_then(|kind| event::EVENT_TYPES.iter().find(|(name, _)| *name == kind))
+            .map(|(_, agency)| (*agency).to_owned())
+            .ok_or_else(|| match &line.event {
+                Err(e) => e.to_string(),
+                Ok(event) => format!("unknown event type {:?}", event.data.type_name()),
+            })?,
     };
-    let parsed = event::parse_event(value).map_err(|e| e.to_string())?;
+    let parsed = line.event.map_err(|e| e.to_string())?;
     let type_name = parsed.data.type_name();
     let allowed = config
         .agencies

@@ -40,13 +40,10 @@ struct FeedAnswer {
     rejected: Vec<Rejected>,
 }
 
-/// One event of a body: its line (or array position) and its JSON, or why the
-/// line is not JSON.
-type BodyLine = (usize, Result<serde_json::Value, String>);
-
-/// Splits a body into JSON values by line (NDJSON) or array element.
-/// `Err` when the body is not NDJSON or JSON at all.
-fn split_body(body: &[u8]) -> Result<Vec<BodyLine>, ApiError> {
+/// Splits a body into events, each with its line (NDJSON) or array position,
+/// and validates each in one pass over its text. `Err` when the body is not
+/// NDJSON or JSON at all.
+fn parse_body(body: &[u8]) -> Result<Vec<(usize, event::ParsedEvent)>, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::BadRequest("body is not UTF-8".to_owned()))?;
     let trimmed = text.trim_start();
@@ -56,26 +53,21 @@ fn split_body(body: &[u8]) -> Result<Vec<BodyLine>, ApiError> {
         ));
     }
     if trimmed.starts_with('[') {
-        let values: Vec<serde_json::Value> = serde_json::from_str(text)
+        let elements: Vec<&serde_json::value::RawValue> = serde_json::from_str(text)
             .map_err(|e| ApiError::BadRequest(format!("body is not a JSON array: {e}")))?;
-        return Ok(values
+        return Ok(elements
             .into_iter()
             .enumerate()
-            .map(|(index, value)| (index + 1, Ok(value)))
+            .map(|(index, element)| (index + 1, event::parse_event_text(element.get())))
             .collect());
     }
-    let lines: Vec<BodyLine> = text
+    let lines: Vec<(usize, event::ParsedEvent)> = text
         .lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(index, line)| {
-            (
-                index + 1,
-                serde_json::from_str(line).map_err(|e| format!("line is not JSON: {e}")),
-            )
-        })
+        .map(|(index, line)| (index + 1, event::parse_event_text(line)))
         .collect();
-    if lines.iter().all(|(_, value)| value.is_err()) {
+    if lines.iter().all(|(_, parsed)| parsed.not_json) {
         return Err(ApiError::BadRequest(
             "body is neither NDJSON nor a JSON array".to_owned(),
         ));
@@ -108,46 +100,27 @@ async fn feed(
             "{backlog} accepted events are waiting to be applied; retry shortly"
         )));
     }
-    let values = split_body(&body)?;
-    if values.len() > state.config.events_per_request_max {
+    let events = parse_body(&body)?;
+    if events.len() > state.config.events_per_request_max {
         return Err(ApiError::TooLarge(format!(
             "{} events in one request; at most {}",
-            values.len(),
+            events.len(),
             state.config.events_per_request_max
         )));
     }
     let mut rejected = Vec::new();
-    let mut entries = Vec::with_capacity(values.len());
-    let mut types = Vec::with_capacity(values.len());
+    let mut entries = Vec::with_capacity(events.len());
+    let mut types = Vec::with_capacity(events.len());
     let mut rejected_types: Vec<&'static str> = Vec::new();
-    for (line, value) in values {
-        let value = match value {
-            Ok(value) => value,
-            Err(error) => {
-                rejected_types.push("unknown");
-                rejected.push(Rejected {
-                    line,
-                    id: None,
-                    error,
-                });
-                continue;
-            }
-        };
-        let id = event::event_id_of(&value);
-        // The type for the metrics: one of the contract's, never free text.
-        let claimed_type = value
-            .get("type")
-            .and_then(|t| t.as_str())
-            .and_then(|t| event::EVENT_TYPES.iter().find(|(name, _)| *name == t))
-            .map_or("unknown", |(name, _)| *name);
-        match event::parse_event(value) {
-            Ok(parsed) => {
-                let type_name = parsed.data.type_name();
+    for (line, parsed) in events {
+        match parsed.event {
+            Ok(event) => {
+                let type_name = event.data.type_name();
                 if !agency.types.contains(type_name) {
                     rejected_types.push(type_name);
                     rejected.push(Rejected {
                         line,
-                        id,
+                        id: parsed.id,
                         error: format!("agency {} may not send {type_name}", agency.name),
                     });
                     continue;
@@ -155,15 +128,19 @@ async fn feed(
                 types.push(type_name);
                 entries.push(LogEntry::Feed {
                     agency: agency.name.clone(),
-                    event: parsed,
+                    event,
                 });
             }
             Err(error) => {
-                rejected_types.push(claimed_type);
+                rejected_types.push(parsed.claimed_type.unwrap_or("unknown"));
                 rejected.push(Rejected {
                     line,
-                    id,
-                    error: error.to_string(),
+                    id: parsed.id,
+                    error: if parsed.not_json {
+                        format!("line is {error}")
+                    } else {
+                        error.to_string()
+                    },
                 });
             }
         }

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::ids::{FamilyId, Iban, Iin, Locality, Month, Phone, Region, Sex};
 use crate::money::Money;
@@ -216,27 +217,86 @@ fn error(message: impl Into<String>) -> EventError {
     EventError(message.into())
 }
 
+/// The envelope of one event, read in one pass over its text: the small fields
+/// as JSON values (so that a wrong type gets its own reason) and `data` as the
+/// raw text, parsed once into the type's fields.
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     id: Option<serde_json::Value>,
     #[serde(rename = "type")]
     kind: Option<serde_json::Value>,
     occurred_at: Option<serde_json::Value>,
-    data: Option<serde_json::Value>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    agency: Option<serde_json::Value>,
 }
 
-/// The id of an event, if it has a readable one; used to name a rejected line.
-pub fn event_id_of(value: &serde_json::Value) -> Option<String> {
-    value.get("id")?.as_str().map(str::to_owned)
+/// One event as it arrived, validated. What could be read of a refused event is
+/// kept to name it.
+#[derive(Debug)]
+pub struct ParsedEvent {
+    /// The event's id, when it has a readable one.
+    pub id: Option<String>,
+    /// The contract type the event claims, when it is one (never free text).
+    pub claimed_type: Option<&'static str>,
+    /// The `agency` field, which only bulk-load lines carry.
+    pub agency: Option<serde_json::Value>,
+    /// The text is not JSON at all (as opposed to JSON that is not a valid event).
+    pub not_json: bool,
+    pub event: Result<FeedEvent, EventError>,
 }
 
-/// Validates one event (already parsed as JSON) into a [`FeedEvent`].
-pub fn parse_event(value: serde_json::Value) -> Result<FeedEvent, EventError> {
-    if !value.is_object() {
-        return Err(error("an event must be a JSON object"));
+/// Validates one event from its JSON text, in one pass: no intermediate JSON tree.
+pub fn parse_event_text(text: &str) -> ParsedEvent {
+    let mut parsed = ParsedEvent {
+        id: None,
+        claimed_type: None,
+        agency: None,
+        not_json: false,
+        event: Err(error("an event must be a JSON object")),
+    };
+    if !text.trim_start().starts_with('{') {
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            parsed.not_json = true;
+            parsed.event = Err(error(format!("not JSON: {e}")));
+        }
+        return parsed;
     }
-    let envelope: Envelope =
-        serde_json::from_value(value).map_err(|e| error(format!("malformed event: {e}")))?;
+    let envelope: Envelope<'_> = match serde_json::from_str(text) {
+        Ok(envelope) => envelope,
+        Err(e) => {
+            parsed.not_json = e.is_syntax() || e.is_eof();
+            parsed.event = Err(if parsed.not_json {
+                error(format!("not JSON: {e}"))
+            } else {
+                error(format!("malformed event: {e}"))
+            });
+            return parsed;
+        }
+    };
+    parsed.id = match &envelope.id {
+        Some(serde_json::Value::String(id)) => Some(id.clone()),
+        _ => None,
+    };
+    parsed.claimed_type = match &envelope.kind {
+        Some(serde_json::Value::String(kind)) => EVENT_TYPES
+            .iter()
+            .find(|(name, _)| name == kind)
+            .map(|(name, _)| *name),
+        _ => None,
+    };
+    parsed.agency = envelope.agency.clone();
+    parsed.event = validate(envelope);
+    parsed
+}
+
+/// Validates one event already parsed as a JSON value (tests and tools build
+/// events with `json!`).
+pub fn parse_event(value: serde_json::Value) -> Result<FeedEvent, EventError> {
+    parse_event_text(&value.to_string()).event
+}
+
+fn validate(envelope: Envelope<'_>) -> Result<FeedEvent, EventError> {
     let id = match envelope.id {
         Some(serde_json::Value::String(id)) => id,
         Some(_) => return Err(error("id must be a string")),
@@ -260,7 +320,7 @@ pub fn parse_event(value: serde_json::Value) -> Result<FeedEvent, EventError> {
         None => return Err(error("missing field occurred_at")),
     };
     let data = match envelope.data {
-        Some(data @ serde_json::Value::Object(_)) => data,
+        Some(data) if data.get().starts_with('{') => data,
         Some(_) => return Err(error("data must be an object")),
         None => return Err(error("missing field data")),
     };
@@ -272,8 +332,8 @@ pub fn parse_event(value: serde_json::Value) -> Result<FeedEvent, EventError> {
     })
 }
 
-fn fields<T: serde::de::DeserializeOwned>(data: serde_json::Value) -> Result<T, EventError> {
-    serde_json::from_value(data).map_err(|e| error(format!("data: {e}")))
+fn fields<T: serde::de::DeserializeOwned>(data: &RawValue) -> Result<T, EventError> {
+    serde_json::from_str(data.get()).map_err(|e| error(format!("data: {e}")))
 }
 
 #[derive(Deserialize)]
@@ -432,7 +492,7 @@ fn parse_area(number: &serde_json::Number) -> Result<u32, EventError> {
     Ok(whole * 10 + tenth)
 }
 
-fn parse_data(kind: &str, data: serde_json::Value) -> Result<EventData, EventError> {
+fn parse_data(kind: &str, data: &RawValue) -> Result<EventData, EventError> {
     Ok(match kind {
         "citizen.registered" => {
             let d: RegisteredData = fields(data)?;
@@ -668,5 +728,68 @@ impl LogEntry {
             | LogEntry::CycleDue { family_id, .. }
             | LogEntry::Operator { family_id, .. } => Some(family_id),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_pass_parsing_names_what_it_can_of_a_refused_event() {
+        let good = r#"{"id":"e-1","type":"citizen.died","occurred_at":"2026-10-01T10:00:00Z","data":{"iin":"900105300019","date":"2026-10-01"},"note":"ignored"}"#;
+        let parsed = parse_event_text(good);
+        assert_eq!(parsed.id.as_deref(), Some("e-1"));
+        assert_eq!(parsed.claimed_type, Some("citizen.died"));
+        assert!(!parsed.not_json);
+        let event = parsed.event.expect("a valid event");
+        assert_eq!(event.data.type_name(), "citizen.died");
+
+        let not_json = parse_event_text("this is not json");
+        assert!(not_json.not_json);
+        assert!(not_json.id.is_none());
+        assert!(not_json.event.unwrap_err().0.starts_with("not JSON"));
+
+        let cut_short = parse_event_text(r#"{"id":"e-2","type":"#);
+        assert!(cut_short.not_json);
+
+        let array = parse_event_text("[1, 2]");
+        assert!(!array.not_json);
+        assert_eq!(array.event.unwrap_err().0, "an event must be a JSON object");
+
+        let bad_data = parse_event_text(
+            r#"{"id":"e-3","type":"citizen.died","occurred_at":"2026-10-01T10:00:00Z","data":{"iin":"900105300019"}}"#,
+        );
+        assert_eq!(bad_data.id.as_deref(), Some("e-3"));
+        assert_eq!(bad_data.claimed_type, Some("citizen.died"));
+        assert!(bad_data
+            .event
+            .unwrap_err()
+            .0
+            .contains("missing field `date`"));
+
+        let data_not_object = parse_event_text(
+            r#"{"id":"e-4","type":"citizen.died","occurred_at":"2026-10-01T10:00:00Z","data":[1]}"#,
+        );
+        assert_eq!(
+            data_not_object.event.unwrap_err().0,
+            "data must be an object"
+        );
+
+        let free_text_type = parse_event_text(
+            r#"{"id":"e-5","type":"citizen.teleported","occurred_at":"2026-10-01T10:00:00Z","data":{}}"#,
+        );
+        assert_eq!(free_text_type.claimed_type, None);
+        assert!(free_text_type
+            .event
+            .unwrap_err()
+            .0
+            .contains("unknown event type"));
+
+        let number_id = parse_event_text(
+            r#"{"id":7,"type":"citizen.died","occurred_at":"2026-10-01T10:00:00Z","data":{}}"#,
+        );
+        assert!(number_id.id.is_none());
+        assert_eq!(number_id.event.unwrap_err().0, "id must be a string");
     }
 }

@@ -164,6 +164,14 @@ async fn duplicates_count_once_and_bad_lines_are_rejected_alone() {
     );
     assert_eq!(rejected[0]["id"], "d-2");
     assert!(
+        rejected[1]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("line is not JSON"),
+        "{answer}"
+    );
+    assert!(rejected[1]["id"].is_null(), "{answer}");
+    assert!(
         rejected[2]["error"].as_str().unwrap().contains("sex"),
         "{answer}"
     );
