@@ -14,6 +14,9 @@
 //!   service needs, so the service and the baseline are each measured in a
 //!   fresh process of this binary (the hidden `rss-probe`); a second store a
 //!   fifth the size gives the growth per family for the 1 M projection.
+//! - `whatif`: the what-if and re-score scans of a loaded store (a catalogue
+//!   change to the large-family program) against plain sled reading every
+//!   family record, each projected to the national 6 M families.
 //! - `all`: `feed`, `load` and `payout` with their defaults.
 //!
 //! Every bench works in temporary directories, talks to loopback only, runs
@@ -59,6 +62,12 @@ const LOAD_FAMILIES_DEFAULT: u64 = 20_000;
 const PAYOUT_FAMILIES_DEFAULT: u64 = 30_000;
 const PAYOUT_CONCURRENCY_DEFAULT: usize = 32;
 const RSS_FAMILIES_DEFAULT: u64 = 100_000;
+const WHATIF_FAMILIES_DEFAULT: u64 = 100_000;
+/// The population the what-if and re-score targets are stated for.
+const NATIONAL_FAMILIES: f64 = 6_000_000.0;
+/// The proposal the what-if bench measures, the issue's example: a large family
+/// from three children.
+const WHATIF_PATCH: &str = "version = \"bench.whatif\"\n[[program]]\ncode = \"large_family\"\nmin_children = 3\namounts_mci = [\"12.00\", \"16.03\", \"20.04\", \"24.05\", \"28.06\"]\n";
 
 /// The durable-write baselines flush after this many inserts.
 const BASELINE_FLUSH_EVERY: usize = 1_000;
@@ -129,6 +138,8 @@ const FEED_TARGET_RATIO: f64 = 0.5;
 const LOAD_TARGET_RATIO: f64 = 0.5;
 const PAYOUT_TARGET_PER_SECOND: f64 = 2_000.0;
 const RSS_TARGET_BYTES: f64 = 1.5e9;
+const WHATIF_TARGET_SECONDS: f64 = 1.0;
+const RESCORE_TARGET_SECONDS: f64 = 30.0;
 
 // =============================================================================================
 // Command line
@@ -149,6 +160,8 @@ enum Which {
     Payout(PayoutArgs),
     /// Resident memory of a service on a loaded store against raw sled.
     Rss(RssArgs),
+    /// What-if and re-score scans against raw sled reading every record.
+    Whatif(WhatIfArgs),
     /// `feed`, `load` and `payout` with their defaults.
     All,
     /// One memory measurement in a fresh process (run by `rss`).
@@ -221,6 +234,13 @@ struct RssArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+struct WhatIfArgs {
+    /// Families in the generated population.
+    #[arg(long, default_value_t = WHATIF_FAMILIES_DEFAULT)]
+    families: u64,
+}
+
+#[derive(Args, Debug, Clone)]
 struct ProbeArgs {
     #[arg(long, value_enum)]
     kind: ProbeKind,
@@ -254,6 +274,7 @@ pub fn run(arguments: BenchArgs) -> anyhow::Result<()> {
             Which::Load(arguments) => load(&arguments).await,
             Which::Payout(arguments) => payout(&arguments).await,
             Which::Rss(arguments) => rss(&arguments).await,
+            Which::Whatif(arguments) => whatif(&arguments).await,
             Which::All => {
                 feed(&FeedArgs::default()).await?;
                 load(&LoadArgs::default()).await?;
@@ -534,6 +555,173 @@ async fn load(arguments: &LoadArgs) -> anyhow::Result<()> {
         "issue target (within 2x)",
         format!(">= {LOAD_TARGET_RATIO:.2}"),
         verdict(ratio >= LOAD_TARGET_RATIO),
+    );
+    table.print();
+    Ok(())
+}
+
+// =============================================================================================
+// What-if and re-score
+
+async fn whatif(arguments: &WhatIfArgs) -> anyhow::Result<()> {
+    use crate::http::admin::scan_families;
+    use ::actors::whatif::{Proposal, WhatIfTally};
+
+    anyhow::ensure!(arguments.families > 0, "--families must be at least 1");
+    let directory = temp_dir("whatif")?;
+    progress("whatif", "generating and loading the population");
+    let events_path = directory.path().join("events.ndjson");
+    write_population(&events_path, arguments.families)?;
+    let store_path = directory.path().join("store");
+    load_population(&events_path, &store_path).await?;
+    std::fs::remove_file(&events_path)?;
+    let store = Store::open(&store_path)?;
+    let year = Config::for_local(
+        store_path.clone(),
+        UNUSED_GATEWAY_URL,
+        UNUSED_GATEWAY_URL,
+        catalogue(),
+    )
+    .year;
+    let current = ::actors::rules::Rules::load(&catalogue(), year)?;
+    let proposed = crate::http::admin::patched_rules(&catalogue(), WHATIF_PATCH, current.year)?;
+    let today = ::actors::scoring::local_date(chrono::Utc::now());
+    let scan_error = |e: crate::http::ApiError| anyhow::anyhow!("{e}");
+
+    progress("whatif", "baseline: raw sled reads every family record");
+    let raw_read = |tree: &str| -> anyhow::Result<(u64, u64, f64)> {
+        let tree = store.db().open_tree(tree)?;
+        let started = Instant::now();
+        let (mut records, mut bytes) = (0u64, 0u64);
+        for item in tree.iter() {
+            let (_, value) = item?;
+            records += 1;
+            bytes += value.len() as u64;
+        }
+        Ok((records, bytes, per_second(records, started.elapsed())))
+    };
+    let (records, bytes, raw) = raw_read(storage::store::counter::FAMILIES)?;
+    anyhow::ensure!(
+        records == arguments.families,
+        "{records} records in the store"
+    );
+    let (_, projection_bytes, raw_projections) = raw_read("scoring")?;
+
+    progress("whatif", "what-if");
+    let proposal = Proposal::new(&current, &proposed);
+    let started = Instant::now();
+    let mut total = WhatIfTally::new(&proposal);
+    scan_families(
+        &store,
+        || WhatIfTally::new(&proposal),
+        |tally: &mut WhatIfTally, record, stored| tally.add(&proposal, record, stored, today),
+        |part| total.merge(part),
+    )
+    .map_err(scan_error)?;
+    let whatif_rate = per_second(records, started.elapsed());
+    let report = total.report();
+    let large = report.programs.get("large_family");
+
+    progress("whatif", "re-score scan");
+    let started = Instant::now();
+    let mut changed = 0u64;
+    scan_families(
+        &store,
+        || 0u64,
+        |count: &mut u64, record, stored| {
+            *count += u64::from(proposal.changes_outcome(record, stored, today));
+        },
+        |part| changed += part,
+    )
+    .map_err(scan_error)?;
+    let rescore_rate = per_second(records, started.elapsed());
+
+    progress(
+        "whatif",
+        "for reference: every record decoded and evaluated whole",
+    );
+    let now = chrono::Utc::now();
+    let started = Instant::now();
+    let mut whole = 0u64;
+    let mut cursor: Option<String> = None;
+    loop {
+        let (values, last) = store.family_values_after(cursor.as_deref(), 8_192)?;
+        let Some(last) = last else { break };
+        cursor = Some(last);
+        for value in &values {
+            let record: storage::record::FamilyRecord = storage::codec::decode(value)?;
+            whole +=
+                u64::from(::actors::scoring::evaluate(&record, &proposed, now).level as u8 <= 4);
+        }
+    }
+    let whole_rate = per_second(whole, started.elapsed());
+
+    let national = |rate: f64| NATIONAL_FAMILIES / rate;
+    let mut table = Table::new("whatif");
+    table.note(format!(
+        "{} families loaded: {} B a record, {} B a scoring projection on average; proposal: large family from 3 children",
+        thousands(records),
+        bytes / records.max(1),
+        projection_bytes / records.max(1)
+    ));
+    table.note(format!(
+        "what-if: large_family eligible {} now, {} what-if (+{} -{}); re-score: {} families change",
+        thousands(large.map_or(0, |p| p.eligible_now)),
+        thousands(large.map_or(0, |p| p.eligible_whatif)),
+        thousands(large.map_or(0, |p| p.gain)),
+        thousands(large.map_or(0, |p| p.lose)),
+        thousands(changed)
+    ));
+    table.row("dfm what-if (both cores)", rate(whatif_rate), "families/s");
+    table.row(
+        "dfm re-score scan (both cores)",
+        rate(rescore_rate),
+        "families/s",
+    );
+    table.row(
+        "whole records, one core (reference)",
+        rate(whole_rate),
+        "families/s (decode + evaluate everything)",
+    );
+    table.row(
+        "raw sled, read every record (one core)",
+        rate(raw),
+        "records/s",
+    );
+    table.row(
+        "raw sled, read every projection (one core)",
+        rate(raw_projections),
+        "values/s",
+    );
+    table.row(
+        "ratio what-if / raw read",
+        ratio_text(whatif_rate / raw),
+        "",
+    );
+    table.row(
+        "ratio re-score scan / raw read",
+        ratio_text(rescore_rate / raw),
+        "",
+    );
+    table.row(
+        "what-if at 6 M families (projected)",
+        format!("{:.1}", national(whatif_rate)),
+        &format!(
+            "s; target <= {WHATIF_TARGET_SECONDS:.0} s: {}",
+            verdict(national(whatif_rate) <= WHATIF_TARGET_SECONDS)
+        ),
+    );
+    table.row(
+        "re-score scan at 6 M families (projected)",
+        format!("{:.1}", national(rescore_rate)),
+        &format!(
+            "s to find who changes; the {RESCORE_TARGET_SECONDS:.0} s target also counts applying them"
+        ),
+    );
+    table.row(
+        "raw read at 6 M families (projected)",
+        format!("{:.1}", national(raw)),
+        "s: the floor for any scan of whole records",
     );
     table.print();
     Ok(())

@@ -368,6 +368,9 @@ pub fn load_file(config: &Config, file: std::fs::File) -> anyhow::Result<LoadRep
         .map_err(|_| anyhow::anyhow!("the reader thread panicked"))??;
     window.write()?;
     store.set_applied_through(store.last_seq())?;
+    if !store.projections_complete()? {
+        crate::service::build_projections(&store)?;
+    }
     store.flush()?;
     // The counter, not a count of the tree: that would read every family.
     let families = store

@@ -61,6 +61,35 @@ pub struct Running {
     arbiters: Vec<Arbiter>,
 }
 
+/// Families read per step of the projection backfill.
+const BACKFILL_CHUNK: usize = 8_192;
+
+/// Writes the scoring projection of every family that has none: a store written
+/// before projections existed gets them once, in the background of `serve` or at
+/// the end of `dfm load`. Families committed meanwhile write their own.
+pub fn build_projections(store: &Store) -> anyhow::Result<u64> {
+    tracing::info!("building the scoring projections of the families stored before they existed");
+    let started = std::time::Instant::now();
+    let mut cursor: Option<String> = None;
+    let mut read = 0u64;
+    loop {
+        let (count, last) = store.backfill_projections(cursor.as_deref(), BACKFILL_CHUNK)?;
+        read += count as u64;
+        if read % (BACKFILL_CHUNK as u64 * 64) < count as u64 {
+            tracing::info!(families = read, "building the scoring projections");
+        }
+        let Some(last) = last else { break };
+        cursor = Some(last);
+    }
+    store.flush()?;
+    tracing::info!(
+        families = read,
+        seconds = started.elapsed().as_secs_f64(),
+        "the scoring projections are complete"
+    );
+    Ok(read)
+}
+
 /// Starts the whole service on the current actix system.
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     start_with(config, clock, true).await
@@ -83,6 +112,17 @@ pub async fn start_with_store(
     rules: Rules,
     outbound: bool,
 ) -> anyhow::Result<Running> {
+    if !store.projections_complete()? {
+        let store = store.clone();
+        std::thread::Builder::new()
+            .name("dfm-projections".to_owned())
+            .spawn(move || {
+                if let Err(error) = build_projections(&store) {
+                    tracing::error!(%error, "building the scoring projections failed; what-if and rules reload stay unavailable until a restart");
+                }
+            })
+            .context("cannot start the projection backfill")?;
+    }
     let metrics = Arc::new(Metrics::default());
     let wake = Arc::new(Notify::new());
     let inbox = Inbox::new(store.clone(), wake.clone());

@@ -52,7 +52,11 @@ pub fn decide_programs(
         .collect()
 }
 
-fn decide(program: &ProgramRule, household: &Household<'_>, rules: &Rules) -> ProgramDecision {
+pub(crate) fn decide(
+    program: &ProgramRule,
+    household: &Household<'_>,
+    rules: &Rules,
+) -> ProgramDecision {
     let context = Context {
         household,
         rules,

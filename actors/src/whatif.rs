@@ -1,26 +1,424 @@
-//! What-if: what a catalogue or scoring change would do, before it is made.
-//! Pure: it compares each family's current evaluation with the one the proposed
-//! rules give and accumulates eligibility, monthly cost by program and region,
-//! the families that would gain or lose each benefit, and the level shifts.
-//! Nothing is written; the caller feeds it records and merges the partial results
-//! of its threads.
+//! What a catalogue or scoring change would do, before it is made (what-if), and
+//! which families it changes once it is made (re-score).
+//!
+//! A [`Proposal`] compares the proposed rules with the rules in force and
+//! re-decides only what differs: the level only when the scoring or a constant
+//! it reads changes, and only the programs whose rule or a constant changes. The
+//! rest comes from the family's stored outcome. Callers feed it each family's
+//! [`storage::record::ScoringProjection`] (its scoring inputs and outcome,
+//! without the words), and merge the tallies of their threads. Nothing is written.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::NaiveDate;
 use serde::Serialize;
+use storage::ids::{FamilyId, Region};
 use storage::money::Money;
-use storage::record::{Evaluation, FamilyRecord, Level};
+use storage::projection::Outcome;
+use storage::record::{AwardDecision, FamilyRecord, Level, ProgramDecision};
 
 use crate::rules::Rules;
+use crate::scoring::Household;
 
-/// Family ids kept per program as examples of who would gain or lose.
+/// Family ids kept per program as examples of who would gain or lose: the
+/// first in id order, whichever thread saw them (each thread sees families in
+/// id order, so it keeps its first).
 pub const SAMPLE_SIZE: usize = 10;
 
+/// A program's outcome for one family when it is eligible: whether the benefit
+/// is paid once, and what all of its awards (one per person for per-person
+/// benefits) cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Benefit {
+    pub one_off: bool,
+    pub amount: Money,
+}
+
+fn benefit(
+    eligible: bool,
+    award: Option<&AwardDecision>,
+    more: &[AwardDecision],
+) -> Option<Benefit> {
+    let first = award.filter(|_| eligible)?;
+    Some(Benefit {
+        one_off: first.one_off,
+        amount: std::iter::once(first).chain(more).map(|a| a.amount).sum(),
+    })
+}
+
+/// The benefit a decision awards, if it is eligible.
+pub fn benefit_of(decision: &ProgramDecision) -> Option<Benefit> {
+    benefit(
+        decision.eligible,
+        decision.award.as_ref(),
+        &decision.more_awards,
+    )
+}
+
+/// Proposed rules, with what they change against the rules in force.
+#[derive(Debug)]
+pub struct Proposal<'r> {
+    rules: &'r Rules,
+    /// The level must be scored again.
+    rescore: bool,
+    /// Per proposed program, in catalogue order: decided again (its rule or a
+    /// constant it reads changed), or read from the stored outcome.
+    redecide: Vec<bool>,
+}
+
+impl<'r> Proposal<'r> {
+    pub fn new(current: &Rules, proposed: &'r Rules) -> Proposal<'r> {
+        // Every field by name, so that a new one has to be placed here.
+        let Rules {
+            version: _,
+            year,
+            mci,
+            subsistence_minimum,
+            poverty,
+            regions,
+            scoring,
+            programs,
+        } = proposed;
+        let constants_changed = *year != current.year
+            || *mci != current.mci
+            || *subsistence_minimum != current.subsistence_minimum
+            || *poverty != current.poverty
+            || *regions != current.regions;
+        Proposal {
+            rules: proposed,
+            rescore: constants_changed || *scoring != current.scoring,
+            redecide: programs
+                .iter()
+                .map(|program| constants_changed || current.program(&program.code) != Some(program))
+                .collect(),
+        }
+    }
+
+    /// The level and, per proposed program in catalogue order, the benefit the
+    /// proposed rules give the family on `today`. What the proposal leaves alone
+    /// is read from `stored`; a family without a stored outcome is evaluated whole.
+    pub fn outcome(
+        &self,
+        record: &FamilyRecord,
+        stored: Option<&Outcome>,
+        today: NaiveDate,
+    ) -> (Level, Vec<Option<Benefit>>) {
+        let level = match stored {
+            Some(stored) if !self.rescore => stored.level,
+            _ => crate::scoring::evaluate_scores(record, self.rules, today).level,
+        };
+        let mut household = None;
+        let benefits = self
+            .rules
+            .programs
+            .iter()
+            .zip(&self.redecide)
+            .map(|(program, redecide)| {
+                let kept = stored
+                    .filter(|_| !redecide)
+                    .and_then(|stored| stored.programs.iter().find(|d| d.code == program.code));
+                match kept {
+                    Some(decision) => benefit(
+                        decision.eligible,
+                        decision.award.as_ref(),
+                        &decision.more_awards,
+                    ),
+                    None => {
+                        let household =
+                            household.get_or_insert_with(|| Household::new(record, today));
+                        benefit_of(&crate::eligibility::decide(program, household, self.rules))
+                    }
+                }
+            })
+            .collect();
+        (level, benefits)
+    }
+
+    /// Whether the proposed rules change what matters for the family: its level,
+    /// or a program's eligibility, recipients or amounts (or the catalogue's
+    /// programs themselves). A family for which this is false keeps its stored
+    /// evaluation after a rules change, and its actor is never woken.
+    pub fn changes_outcome(
+        &self,
+        record: &FamilyRecord,
+        stored: Option<&Outcome>,
+        today: NaiveDate,
+    ) -> bool {
+        let Some(stored) = stored else {
+            return true;
+        };
+        let programs = &self.rules.programs;
+        if stored.programs.len() != programs.len()
+            || stored
+                .programs
+                .iter()
+                .zip(programs)
+                .any(|(decision, program)| decision.code != program.code)
+        {
+            return true;
+        }
+        if self.rescore
+            && crate::scoring::evaluate_scores(record, self.rules, today).level != stored.level
+        {
+            return true;
+        }
+        let mut household = None;
+        programs
+            .iter()
+            .zip(&self.redecide)
+            .zip(&stored.programs)
+            .filter(|((_, redecide), _)| **redecide)
+            .any(|((program, _), before)| {
+                let household = household.get_or_insert_with(|| Household::new(record, today));
+                let after = crate::eligibility::decide(program, household, self.rules);
+                after.eligible != before.eligible
+                    || after.award != before.award
+                    || after.more_awards != before.more_awards
+            })
+    }
+}
+
+/// Families and monthly cost in one region.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct RegionFigures {
     pub eligible: u64,
     pub monthly_cost_tiyn: u64,
+}
+
+/// The tally's slot for a family without an address.
+const UNKNOWN_REGION: usize = Region::ALL.len();
+
+#[derive(Debug, Default, Clone)]
+struct ProgramTally {
+    code: String,
+    eligible_now: u64,
+    eligible_whatif: u64,
+    gain: u64,
+    lose: u64,
+    monthly_cost_now_tiyn: u64,
+    monthly_cost_whatif_tiyn: u64,
+    one_off_cost_whatif_tiyn: u64,
+    /// By `Region as usize`, then [`UNKNOWN_REGION`].
+    by_region_whatif: [RegionFigures; Region::ALL.len() + 1],
+    sample_gain: Vec<FamilyId>,
+    sample_lose: Vec<FamilyId>,
+}
+
+/// A what-if's running counts over the families one thread has seen, kept in
+/// arrays (no map lookups per family); [`WhatIfTally::report`] names them.
+#[derive(Debug, Clone)]
+pub struct WhatIfTally {
+    families: u64,
+    /// The proposed programs first, in catalogue order, then any other program
+    /// a stored outcome names.
+    programs: Vec<ProgramTally>,
+    proposed_programs: usize,
+    levels_now: [u64; 5],
+    levels_whatif: [u64; 5],
+    /// `[now][whatif]`.
+    level_shifts: [[u64; 5]; 5],
+}
+
+impl WhatIfTally {
+    pub fn new(proposal: &Proposal<'_>) -> WhatIfTally {
+        WhatIfTally {
+            families: 0,
+            programs: proposal
+                .rules
+                .programs
+                .iter()
+                .map(|program| ProgramTally {
+                    code: program.code.clone(),
+                    ..ProgramTally::default()
+                })
+                .collect(),
+            proposed_programs: proposal.rules.programs.len(),
+            levels_now: [0; 5],
+            levels_whatif: [0; 5],
+            level_shifts: [[0; 5]; 5],
+        }
+    }
+
+    fn slot(&mut self, code: &str) -> usize {
+        match self.programs.iter().position(|p| p.code == code) {
+            Some(slot) => slot,
+            None => {
+                self.programs.push(ProgramTally {
+                    code: code.to_owned(),
+                    ..ProgramTally::default()
+                });
+                self.programs.len() - 1
+            }
+        }
+    }
+
+    /// Adds one family: its stored outcome against the proposal's.
+    pub fn add(
+        &mut self,
+        proposal: &Proposal<'_>,
+        record: &FamilyRecord,
+        stored: Option<&Outcome>,
+        today: NaiveDate,
+    ) {
+        let (level, whatif) = proposal.outcome(record, stored, today);
+        self.families += 1;
+        self.levels_whatif[level as usize] += 1;
+        if let Some(stored) = stored {
+            self.levels_now[stored.level as usize] += 1;
+            self.level_shifts[stored.level as usize][level as usize] += 1;
+            for decision in &stored.programs {
+                self.slot(&decision.code);
+            }
+        }
+        let region = record
+            .address
+            .map_or(UNKNOWN_REGION, |address| address.region as usize);
+        let proposed_programs = self.proposed_programs;
+        for (slot, tally) in self.programs.iter_mut().enumerate() {
+            let before = stored
+                .and_then(|stored| stored.programs.iter().find(|d| d.code == tally.code))
+                .and_then(|d| benefit(d.eligible, d.award.as_ref(), &d.more_awards));
+            let after = if slot < proposed_programs {
+                whatif[slot]
+            } else {
+                None
+            };
+            if let Some(before) = before {
+                tally.eligible_now += 1;
+                if !before.one_off {
+                    tally.monthly_cost_now_tiyn += before.amount.tiyn();
+                }
+            }
+            if let Some(after) = after {
+                tally.eligible_whatif += 1;
+                let in_region = &mut tally.by_region_whatif[region];
+                in_region.eligible += 1;
+                if after.one_off {
+                    tally.one_off_cost_whatif_tiyn += after.amount.tiyn();
+                } else {
+                    tally.monthly_cost_whatif_tiyn += after.amount.tiyn();
+                    in_region.monthly_cost_tiyn += after.amount.tiyn();
+                }
+            }
+            match (before.is_some(), after.is_some()) {
+                (false, true) => {
+                    tally.gain += 1;
+                    if tally.sample_gain.len() < SAMPLE_SIZE {
+                        tally.sample_gain.push(record.family_id.clone());
+                    }
+                }
+                (true, false) => {
+                    tally.lose += 1;
+                    if tally.sample_lose.len() < SAMPLE_SIZE {
+                        tally.sample_lose.push(record.family_id.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Merges another thread's tally.
+    pub fn merge(&mut self, other: WhatIfTally) {
+        self.families += other.families;
+        for (ours, theirs) in self.levels_now.iter_mut().zip(other.levels_now) {
+            *ours += theirs;
+        }
+        for (ours, theirs) in self.levels_whatif.iter_mut().zip(other.levels_whatif) {
+            *ours += theirs;
+        }
+        for (ours, theirs) in self.level_shifts.iter_mut().zip(other.level_shifts) {
+            for (ours, theirs) in ours.iter_mut().zip(theirs) {
+                *ours += theirs;
+            }
+        }
+        for theirs in other.programs {
+            let slot = self.slot(&theirs.code);
+            let ours = &mut self.programs[slot];
+            ours.eligible_now += theirs.eligible_now;
+            ours.eligible_whatif += theirs.eligible_whatif;
+            ours.gain += theirs.gain;
+            ours.lose += theirs.lose;
+            ours.monthly_cost_now_tiyn += theirs.monthly_cost_now_tiyn;
+            ours.monthly_cost_whatif_tiyn += theirs.monthly_cost_whatif_tiyn;
+            ours.one_off_cost_whatif_tiyn += theirs.one_off_cost_whatif_tiyn;
+            for (mine, figures) in ours
+                .by_region_whatif
+                .iter_mut()
+                .zip(theirs.by_region_whatif)
+            {
+                mine.eligible += figures.eligible;
+                mine.monthly_cost_tiyn += figures.monthly_cost_tiyn;
+            }
+            for (ours, theirs) in [
+                (&mut ours.sample_gain, theirs.sample_gain),
+                (&mut ours.sample_lose, theirs.sample_lose),
+            ] {
+                ours.extend(theirs);
+                ours.sort_unstable();
+                ours.truncate(SAMPLE_SIZE);
+            }
+        }
+    }
+
+    /// The tally with its names, for the answer.
+    pub fn report(self) -> WhatIf {
+        let named = |counts: [u64; 5]| -> BTreeMap<String, u64> {
+            Level::ALL
+                .into_iter()
+                .zip(counts)
+                .filter(|(_, count)| *count > 0)
+                .map(|(level, count)| (level.as_str().to_owned(), count))
+                .collect()
+        };
+        let mut level_shifts = BTreeMap::new();
+        for now in Level::ALL {
+            for whatif in Level::ALL {
+                let count = self.level_shifts[now as usize][whatif as usize];
+                if now != whatif && count > 0 {
+                    level_shifts.insert(format!("{}->{}", now.as_str(), whatif.as_str()), count);
+                }
+            }
+        }
+        let programs = self
+            .programs
+            .into_iter()
+            .map(|tally| {
+                let by_region_whatif = tally
+                    .by_region_whatif
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, figures)| figures.eligible > 0)
+                    .map(|(slot, figures)| {
+                        let name = Region::ALL
+                            .get(slot)
+                            .map_or("unknown", |region| region.code());
+                        (name.to_owned(), figures)
+                    })
+                    .collect();
+                let figures = ProgramFigures {
+                    eligible_now: tally.eligible_now,
+                    eligible_whatif: tally.eligible_whatif,
+                    gain: tally.gain,
+                    lose: tally.lose,
+                    monthly_cost_now_tiyn: tally.monthly_cost_now_tiyn,
+                    monthly_cost_whatif_tiyn: tally.monthly_cost_whatif_tiyn,
+                    one_off_cost_whatif_tiyn: tally.one_off_cost_whatif_tiyn,
+                    by_region_whatif,
+                    sample_gain: tally.sample_gain.iter().map(ToString::to_string).collect(),
+                    sample_lose: tally.sample_lose.iter().map(ToString::to_string).collect(),
+                };
+                (tally.code, figures)
+            })
+            .collect();
+        WhatIf {
+            families: self.families,
+            programs,
+            levels_now: named(self.levels_now),
+            levels_whatif: named(self.levels_whatif),
+            level_shifts,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -37,6 +435,7 @@ pub struct ProgramFigures {
     pub sample_lose: Vec<String>,
 }
 
+/// A what-if's answer.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct WhatIf {
     pub families: u64,
@@ -45,152 +444,4 @@ pub struct WhatIf {
     pub levels_whatif: BTreeMap<String, u64>,
     /// `"A->C"` → count, for families whose level would change.
     pub level_shifts: BTreeMap<String, u64>,
-}
-
-/// Whether the family is eligible for the program, and what all of its awards
-/// (one per person for per-person benefits) cost.
-fn monthly(evaluation: &Evaluation, code: &str) -> Option<(bool, Money)> {
-    let decision = evaluation
-        .programs
-        .iter()
-        .find(|p| p.code == code && p.eligible)?;
-    let first = decision.award.as_ref()?;
-    let total = decision.awards().map(|award| award.amount).sum();
-    Some((first.one_off, total))
-}
-
-fn level_name(level: Level) -> String {
-    level.as_str().to_owned()
-}
-
-impl WhatIf {
-    /// Adds one family: its current evaluation against the proposed rules'.
-    pub fn add(&mut self, record: &FamilyRecord, proposed: &Rules, now: DateTime<Utc>) {
-        let whatif = crate::scoring::evaluate(record, proposed, now);
-        let current = record.evaluation.as_ref();
-        self.families += 1;
-        let region = record
-            .address
-            .map_or_else(|| "unknown".to_owned(), |a| a.region.code().to_owned());
-        if let Some(current) = current {
-            *self
-                .levels_now
-                .entry(level_name(current.level))
-                .or_insert(0) += 1;
-            if current.level != whatif.level {
-                *self
-                    .level_shifts
-                    .entry(format!(
-                        "{}->{}",
-                        current.level.as_str(),
-                        whatif.level.as_str()
-                    ))
-                    .or_insert(0) += 1;
-            }
-        }
-        *self
-            .levels_whatif
-            .entry(level_name(whatif.level))
-            .or_insert(0) += 1;
-        let mut codes: Vec<&str> = whatif.programs.iter().map(|p| p.code.as_str()).collect();
-        if let Some(current) = current {
-            codes.extend(current.programs.iter().map(|p| p.code.as_str()));
-        }
-        codes.sort_unstable();
-        codes.dedup();
-        for code in codes {
-            let before = current.and_then(|c| monthly(c, code));
-            let after = monthly(&whatif, code);
-            let figures = self.programs.entry(code.to_owned()).or_default();
-            if let Some((one_off, amount)) = before {
-                figures.eligible_now += 1;
-                if !one_off {
-                    figures.monthly_cost_now_tiyn += amount.tiyn();
-                }
-            }
-            if let Some((one_off, amount)) = after {
-                figures.eligible_whatif += 1;
-                let region_figures = figures.by_region_whatif.entry(region.clone()).or_default();
-                region_figures.eligible += 1;
-                if one_off {
-                    figures.one_off_cost_whatif_tiyn += amount.tiyn();
-                } else {
-                    figures.monthly_cost_whatif_tiyn += amount.tiyn();
-                    region_figures.monthly_cost_tiyn += amount.tiyn();
-                }
-            }
-            match (before.is_some(), after.is_some()) {
-                (false, true) => {
-                    figures.gain += 1;
-                    if figures.sample_gain.len() < SAMPLE_SIZE {
-                        figures.sample_gain.push(record.family_id.to_string());
-                    }
-                }
-                (true, false) => {
-                    figures.lose += 1;
-                    if figures.sample_lose.len() < SAMPLE_SIZE {
-                        figures.sample_lose.push(record.family_id.to_string());
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// Merges another thread's partial result.
-    pub fn merge(&mut self, other: WhatIf) {
-        self.families += other.families;
-        for (level, count) in other.levels_now {
-            *self.levels_now.entry(level).or_insert(0) += count;
-        }
-        for (level, count) in other.levels_whatif {
-            *self.levels_whatif.entry(level).or_insert(0) += count;
-        }
-        for (shift, count) in other.level_shifts {
-            *self.level_shifts.entry(shift).or_insert(0) += count;
-        }
-        for (code, theirs) in other.programs {
-            let ours = self.programs.entry(code).or_default();
-            ours.eligible_now += theirs.eligible_now;
-            ours.eligible_whatif += theirs.eligible_whatif;
-            ours.gain += theirs.gain;
-            ours.lose += theirs.lose;
-            ours.monthly_cost_now_tiyn += theirs.monthly_cost_now_tiyn;
-            ours.monthly_cost_whatif_tiyn += theirs.monthly_cost_whatif_tiyn;
-            ours.one_off_cost_whatif_tiyn += theirs.one_off_cost_whatif_tiyn;
-            for (region, figures) in theirs.by_region_whatif {
-                let mine = ours.by_region_whatif.entry(region).or_default();
-                mine.eligible += figures.eligible;
-                mine.monthly_cost_tiyn += figures.monthly_cost_tiyn;
-            }
-            for id in theirs.sample_gain {
-                if ours.sample_gain.len() < SAMPLE_SIZE {
-                    ours.sample_gain.push(id);
-                }
-            }
-            for id in theirs.sample_lose {
-                if ours.sample_lose.len() < SAMPLE_SIZE {
-                    ours.sample_lose.push(id);
-                }
-            }
-        }
-    }
-}
-
-/// Whether the proposed rules change what matters for this family: its level,
-/// or any program's eligibility, recipient or amount. A family for which this is
-/// false keeps its stored evaluation after a rules change and its actor is
-/// never woken.
-pub fn outcome_changes(record: &FamilyRecord, proposed: &Rules, now: DateTime<Utc>) -> bool {
-    let Some(current) = &record.evaluation else {
-        return true;
-    };
-    let next = crate::scoring::evaluate(record, proposed, now);
-    if next.level != current.level || next.programs.len() != current.programs.len() {
-        return true;
-    }
-    next.programs
-        .iter()
-        .zip(&current.programs)
-        .any(|(a, b)| a.code != b.code || a.eligible != b.eligible || a.award != b.award)
 }

@@ -14,10 +14,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use storage::event::{LogEntry, OperatorAction};
 use storage::ids::{FamilyId, Iin, Month, Region};
+use storage::projection::Outcome;
 use storage::record::{EntitlementState, FamilyRecord, Level, ReviewVerdict};
 use storage::store::{counter, AuditEntry};
 
 use ::actors::rules::Rules;
+use ::actors::whatif::{Proposal, WhatIfTally};
 
 use super::{bearer, same_secret, ApiError};
 use crate::config::{Operator, Role};
@@ -740,62 +742,91 @@ async fn quarantine(
     Ok(HttpResponse::Ok().json(json!({ "quarantined": records })))
 }
 
-/// Records read per step of a full scan; each step is split across the cores.
-pub const SCAN_CHUNK: usize = 8_192;
+/// Records read per step of a full scan; the steps are shared out among the cores.
+pub const SCAN_CHUNK: usize = 1_024;
 
-/// Runs `work` over every family record, in chunks split across the cores, and
-/// merges the per-thread results. Reads a consistent record at a time, not a
-/// snapshot of the whole store.
-pub fn scan_families<T, W, M>(
+/// Runs `work` over every family's scoring projection (its scoring inputs and
+/// stored outcome), in chunks split across the cores, and merges the per-thread
+/// results, each begun with `start`. Reads a consistent family at a time, not a
+/// snapshot of the whole store. 503 while the projections of a store written
+/// before they existed are still being built.
+pub fn scan_families<T, S, W, M>(
     store: &storage::Store,
+    start: S,
     work: W,
     mut merge: M,
 ) -> Result<u64, ApiError>
 where
-    T: Default + Send,
-    W: Fn(&mut T, &FamilyRecord) + Sync,
+    T: Send,
+    S: Fn() -> T + Sync,
+    W: Fn(&mut T, &FamilyRecord, Option<&Outcome>) + Sync,
     M: FnMut(T),
 {
+    if !store.projections_complete().map_err(ApiError::internal)? {
+        return Err(ApiError::Busy(
+            "the scoring projections of this store are still being built (see the log); retry in a minute"
+                .to_owned(),
+        ));
+    }
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .max(1);
-    let mut cursor: Option<String> = None;
-    let mut scanned = 0u64;
-    loop {
-        // The calling thread only reads; the workers decode and work, which is
-        // where the time goes.
-        let (values, last) = store
-            .family_values_after(cursor.as_deref(), SCAN_CHUNK)
-            .map_err(ApiError::internal)?;
-        let Some(last) = last else { break };
-        cursor = Some(last);
-        scanned += values.len() as u64;
-        let per_thread = values.len().div_ceil(threads).max(1);
-        let work = &work;
-        let parts: Vec<Result<T, storage::StoreError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = values
-                .chunks(per_thread)
-                .map(|part| {
-                    scope.spawn(move || {
-                        let mut accumulator = T::default();
-                        for value in part {
-                            let record = storage::Store::decode_family(value)?;
-                            work(&mut accumulator, &record);
+    let (work, start) = (&work, &start);
+    // This thread reads chunks in id order while the workers decode and work on
+    // the ones before, which is where the time goes. A worker that stops drops
+    // its end of the channel; when none is left, reading stops too.
+    let (read, parts) = std::thread::scope(|scope| {
+        let (sender, receiver) =
+            std::sync::mpsc::sync_channel::<Vec<storage::store::StoredValue>>(threads);
+        let receiver = std::sync::Arc::new(std::sync::Mutex::new(receiver));
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let receiver = receiver.clone();
+                scope.spawn(move || -> Result<T, storage::StoreError> {
+                    let mut accumulator = start();
+                    loop {
+                        let next = receiver.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok(chunk) = next else { break };
+                        for value in &chunk {
+                            let projection = storage::Store::decode_projection(value)?;
+                            work(
+                                &mut accumulator,
+                                &projection.inputs,
+                                projection.outcome.as_ref(),
+                            );
                         }
-                        Ok(accumulator)
-                    })
+                    }
+                    Ok(accumulator)
                 })
-                .collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
-        });
-        for part in parts {
-            merge(part.map_err(ApiError::internal)?);
-        }
-        if values.len() < SCAN_CHUNK {
-            break;
-        }
+            })
+            .collect();
+        drop(receiver);
+        let read = || -> Result<u64, storage::StoreError> {
+            let mut cursor: Option<String> = None;
+            let mut scanned = 0u64;
+            loop {
+                let (values, last) =
+                    store.projection_values_after(cursor.as_deref(), SCAN_CHUNK)?;
+                let Some(last) = last else { break };
+                cursor = Some(last);
+                scanned += values.len() as u64;
+                let whole_chunk = values.len() == SCAN_CHUNK;
+                if sender.send(values).is_err() || !whole_chunk {
+                    break;
+                }
+            }
+            Ok(scanned)
+        };
+        let read = read();
+        drop(sender);
+        let parts: Vec<_> = workers.into_iter().map(|worker| worker.join()).collect();
+        (read, parts)
+    });
+    for part in parts {
+        let part = part.map_err(|_| ApiError::internal("a scan worker panicked"))?;
+        merge(part.map_err(ApiError::internal)?);
     }
-    Ok(scanned)
+    read.map_err(ApiError::internal)
 }
 
 #[derive(Deserialize)]
@@ -807,6 +838,14 @@ struct WhatIfBody {
     /// are merged into the program with the same `code`.
     patch_toml: Option<String>,
     year: Option<i32>,
+}
+
+/// The catalogue at `catalogue` with `patch` merged over it, as `POST /v1/whatif`
+/// merges a `patch_toml`.
+pub fn patched_rules(catalogue: &std::path::Path, patch: &str, year: i32) -> anyhow::Result<Rules> {
+    let mut value: toml::Value = toml::from_str(&std::fs::read_to_string(catalogue)?)?;
+    merge_toml(&mut value, toml::from_str(patch)?);
+    Ok(Rules::from_toml_str(&toml::to_string(&value)?, year)?)
 }
 
 fn merge_toml(base: &mut toml::Value, patch: toml::Value) {
@@ -886,18 +925,23 @@ async fn whatif(
         format!("rules version {}", proposed.version),
     )?;
     let started = std::time::Instant::now();
-    let now = state.clock.now();
+    let today = ::actors::scoring::local_date(state.clock.now());
+    let current = state
+        .rules
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let worker_state = state.clone();
     let (result, scanned) = web::block(move || {
-        let mut total = ::actors::whatif::WhatIf::default();
+        let proposal = Proposal::new(&current, &proposed);
+        let mut total = WhatIfTally::new(&proposal);
         let scanned = scan_families(
             &worker_state.store,
-            |accumulator: &mut ::actors::whatif::WhatIf, record| {
-                accumulator.add(record, &proposed, now)
-            },
+            || WhatIfTally::new(&proposal),
+            |tally: &mut WhatIfTally, record, stored| tally.add(&proposal, record, stored, today),
             |part| total.merge(part),
         )?;
-        Ok::<_, ApiError>((total, scanned))
+        Ok::<_, ApiError>((total.report(), scanned))
     })
     .await
     .map_err(ApiError::internal)??;
@@ -955,17 +999,25 @@ async fn reload_rules(
     )?;
     let started = std::time::Instant::now();
     let now = state.clock.now();
+    let today = ::actors::scoring::local_date(now);
     let version = proposed.version.clone();
     let proposed = std::sync::Arc::new(proposed);
+    let current = state
+        .rules
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let worker_state = state.clone();
     let worker_rules = proposed.clone();
     let (changed, scanned) = web::block(move || {
+        let proposal = Proposal::new(&current, &worker_rules);
         let mut changed: Vec<FamilyId> = Vec::new();
         let scanned = scan_families(
             &worker_state.store,
-            |accumulator: &mut Vec<FamilyId>, record| {
-                if ::actors::whatif::outcome_changes(record, &worker_rules, now) {
-                    accumulator.push(record.family_id.clone());
+            Vec::new,
+            |changed: &mut Vec<FamilyId>, record, stored| {
+                if proposal.changes_outcome(record, stored, today) {
+                    changed.push(record.family_id.clone());
                 }
             },
             |part| changed.extend(part),
@@ -1002,4 +1054,126 @@ async fn reload_rules(
         "families_changed": changed.len(),
         "elapsed_ms": started.elapsed().as_millis() as u64,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use ::actors::scoring::{evaluate, local_date};
+    use ::actors::whatif::benefit_of;
+
+    use super::*;
+
+    fn catalogue() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/programs.toml")
+    }
+
+    fn patched(patch: &str) -> Rules {
+        patched_rules(&catalogue(), patch, 2026).unwrap()
+    }
+
+    /// A what-if and a re-score re-decide only what a proposal changes and read
+    /// the rest from the stored outcome. Over a generated population, that gives
+    /// what evaluating each family whole under the proposed rules gives.
+    #[test]
+    fn deciding_only_what_a_proposal_changes_agrees_with_evaluating_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::for_local(
+            dir.path().join("store"),
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:9",
+            catalogue(),
+        );
+        let population = dir.path().join("population.ndjson");
+        let mut text = String::new();
+        crate::generate::generate(
+            &crate::generate::GenerateOptions {
+                families: 1_500,
+                seed: 11,
+                today: chrono::Utc::now().date_naive(),
+            },
+            &mut |line| {
+                text.push_str(&line.json);
+                text.push('\n');
+                Ok(())
+            },
+        )
+        .unwrap();
+        std::fs::write(&population, text).unwrap();
+        crate::load::load_file(&config, std::fs::File::open(&population).unwrap()).unwrap();
+        let store = storage::Store::open(&config.storage_path).unwrap();
+        let (values, _) = store.family_values_after(None, 10_000).unwrap();
+        assert_eq!(values.len(), 1_500);
+        let (projections, _) = store.projection_values_after(None, 10_000).unwrap();
+        assert_eq!(projections.len(), 1_500, "the load writes every projection");
+
+        let current = Rules::load(&catalogue(), 2026).unwrap();
+        let proposals = [
+            // One program's rule.
+            "[[program]]\ncode = \"large_family\"\nmin_children = 3\namounts_mci = [\"12.00\", \"16.03\", \"20.04\", \"24.05\", \"28.06\"]\n",
+            // The scoring alone.
+            "[scoring.levels]\nB = \"0.05\"\nC = \"0.15\"\nD = \"0.25\"\nE = \"0.40\"\n",
+            // A constant that scoring and TSA both read.
+            "[poverty]\nmedian_share = \"0.45\"\n",
+            // Nothing.
+            "version = \"same\"\n",
+        ];
+        for patch in proposals {
+            let proposed = patched(patch);
+            let proposal = Proposal::new(&current, &proposed);
+            let (mut differ, mut changed) = (0, 0);
+            for (index, value) in values.iter().enumerate() {
+                let record: FamilyRecord = storage::codec::decode(value).unwrap();
+                let stored = record
+                    .evaluation
+                    .as_ref()
+                    .expect("loaded families are evaluated");
+                let now = stored.evaluated_at;
+                let today = local_date(now);
+                assert_eq!(
+                    &evaluate(&record, &current, now),
+                    stored,
+                    "the stored outcome is the current rules' at its time"
+                );
+                let whole = evaluate(&record, &proposed, now);
+                let projection = storage::Store::decode_projection(&projections[index]).unwrap();
+                assert_eq!(projection, record.scoring_projection());
+                let (inputs, outcome) = (&projection.inputs, projection.outcome.as_ref());
+                let (level, benefits) = proposal.outcome(inputs, outcome, today);
+                assert_eq!(level, whole.level, "{patch}: {}", record.family_id);
+                let expected: Vec<_> = whole.programs.iter().map(benefit_of).collect();
+                assert_eq!(benefits, expected, "{patch}: {}", record.family_id);
+                let outcome_differs = whole.level != stored.level
+                    || whole.programs.len() != stored.programs.len()
+                    || whole.programs.iter().zip(&stored.programs).any(|(a, b)| {
+                        a.code != b.code
+                            || a.eligible != b.eligible
+                            || a.award != b.award
+                            || a.more_awards != b.more_awards
+                    });
+                let changes = proposal.changes_outcome(inputs, outcome, today);
+                assert_eq!(changes, outcome_differs, "{patch}: {}", record.family_id);
+                differ += usize::from(outcome_differs);
+                changed += usize::from(changes);
+            }
+            assert_eq!(differ, changed);
+            if patch.starts_with("version") {
+                assert_eq!(changed, 0, "the same rules change nobody");
+            } else {
+                assert!(changed > 0, "{patch} changes some of 1,500 families");
+            }
+        }
+
+        // A store from before projections: scans wait (503) until the backfill is done.
+        let meta = store.db().open_tree("meta").unwrap();
+        meta.remove("scoring_complete").unwrap();
+        store.db().open_tree("scoring").unwrap().clear().unwrap();
+        let scan = || scan_families(&store, || 0u64, |n: &mut u64, _, _| *n += 1, |_| {});
+        assert!(matches!(scan(), Err(ApiError::Busy(_))));
+        assert_eq!(crate::service::build_projections(&store).unwrap(), 1_500);
+        assert_eq!(scan().unwrap(), 1_500);
+        let (rebuilt, _) = store.projection_values_after(None, 10_000).unwrap();
+        assert_eq!(rebuilt, projections);
+    }
 }

@@ -654,6 +654,33 @@ mod tests {
         }
 
         #[test]
+        fn the_scoring_projection_round_trips_and_holds_no_contacts(record in family_record()) {
+            let projection = record.scoring_projection();
+            check_round_trip(&projection);
+            prop_assert_eq!(&projection.inputs.family_id, &record.family_id);
+            prop_assert_eq!(projection.inputs.members.len(), record.members.len());
+            for (kept, member) in projection.inputs.members.iter().zip(&record.members) {
+                prop_assert_eq!(kept.facts.iin, member.facts.iin);
+                prop_assert_eq!(kept.facts.birth_date(), member.facts.birth_date());
+                prop_assert_eq!(&kept.facts.incomes, &member.facts.incomes);
+                prop_assert!(kept.facts.registration.as_ref().is_none_or(|r| r.full_name.is_empty()));
+                prop_assert!(kept.facts.phone.is_none() && kept.facts.iban.is_none());
+            }
+            prop_assert!(projection.inputs.evaluation.is_none() && projection.inputs.entitlements.is_empty());
+            let outcome = projection.outcome.as_ref();
+            prop_assert_eq!(outcome.map(|o| o.level), record.evaluation.as_ref().map(|e| e.level));
+            if let (Some(outcome), Some(evaluation)) = (outcome, &record.evaluation) {
+                prop_assert_eq!(outcome.programs.len(), evaluation.programs.len());
+                for (summary, decision) in outcome.programs.iter().zip(&evaluation.programs) {
+                    prop_assert_eq!(&summary.code, &decision.code);
+                    prop_assert_eq!(summary.eligible, decision.eligible);
+                    prop_assert_eq!(&summary.award, &decision.award);
+                    prop_assert_eq!(&summary.more_awards, &decision.more_awards);
+                }
+            }
+        }
+
+        #[test]
         fn log_entry_round_trips(entry in log_entry()) {
             check_round_trip(&entry);
         }

@@ -8,6 +8,7 @@ pub mod codec;
 pub mod event;
 pub mod ids;
 pub mod money;
+pub mod projection;
 pub mod record;
 pub mod store;
 

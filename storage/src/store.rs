@@ -63,6 +63,7 @@ use crate::codec::{decode, encode};
 use crate::event::{LogEntry, TimerKind};
 use crate::ids::{FamilyId, Iin, Phone};
 use crate::money::Money;
+use crate::projection::ScoringProjection;
 use crate::record::{CitizenFacts, FamilyRecord};
 
 /// Errors of the store. `Corrupt` names the tree and the key whose value could not
@@ -187,7 +188,7 @@ impl FamilyCommit {
     }
 }
 
-const TREE_NAMES: [&str; 13] = [
+const TREE_NAMES: [&str; 14] = [
     "feed",
     "families",
     "orphans",
@@ -201,9 +202,13 @@ const TREE_NAMES: [&str; 13] = [
     "stats",
     "audit",
     "quarantine",
+    "scoring",
 ];
 
 const META_APPLIED_THROUGH: &[u8] = b"applied_through";
+/// Set once every family has its scoring projection: from the store's creation,
+/// or when the backfill of a store written before projections existed ends.
+const META_SCORING_COMPLETE: &[u8] = b"scoring_complete";
 /// How long [`Store::open`] waits for a lock that this process is releasing.
 pub const OPEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -245,7 +250,8 @@ type KeyWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 /// applied one after the other: a later commit's write of a key wins.
 #[derive(Default)]
 struct Writes {
-    families: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Family id → (record, scoring projection).
+    families: BTreeMap<Vec<u8>, (Vec<u8>, Vec<u8>)>,
     orphans: KeyWrites,
     sms: KeyWrites,
     payments: KeyWrites,
@@ -270,7 +276,8 @@ impl Writes {
                     }
                     None => {}
                 }
-                writes.families.insert(key, encode(record));
+                let projection = encode(&record.scoring_projection());
+                writes.families.insert(key, (encode(record), projection));
             }
             for iin in &commit.orphans_taken {
                 writes
@@ -350,9 +357,15 @@ impl Writes {
         Ok(())
     }
 
+    /// Writes each family's scoring projection, then its record. A crash between
+    /// them leaves the projection ahead of the record; the replay that brings the
+    /// record up writes the same projection again.
     fn put_families(&self, trees: &Trees) -> Result<()> {
-        for (key, value) in &self.families {
-            trees.families.insert(key.as_slice(), value.as_slice())?;
+        for (key, (record, projection)) in &self.families {
+            trees
+                .scoring
+                .insert(key.as_slice(), projection.as_slice())?;
+            trees.families.insert(key.as_slice(), record.as_slice())?;
         }
         Ok(())
     }
@@ -373,6 +386,8 @@ struct Trees {
     stats: sled::Tree,
     audit: sled::Tree,
     quarantine: sled::Tree,
+    /// Family id → [`ScoringProjection`], written before the family's record.
+    scoring: sled::Tree,
 }
 
 /// The result of appending a batch of feed events.
@@ -489,6 +504,36 @@ fn page<'a, T: serde::de::DeserializeOwned>(
         })
 }
 
+/// A value as sled keeps it: read without a copy, decoded by the caller.
+pub type StoredValue = sled::IVec;
+
+/// Up to `limit` values of `tree` after the key `after`, in key order, and the
+/// last key read.
+fn values_after(
+    tree: &sled::Tree,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<StoredValue>, Option<String>)> {
+    let start = match after {
+        Some(after) => std::ops::Bound::Excluded(after.as_bytes().to_vec()),
+        None => std::ops::Bound::Unbounded,
+    };
+    let mut values = Vec::with_capacity(limit);
+    let mut last = None;
+    for item in tree
+        .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
+        .take(limit)
+    {
+        let (key, value) = item?;
+        last = Some(key);
+        values.push(value);
+    }
+    Ok((
+        values,
+        last.map(|key| String::from_utf8_lossy(&key).into_owned()),
+    ))
+}
+
 fn decode_in<T: serde::de::DeserializeOwned>(
     tree: &'static str,
     key: &[u8],
@@ -545,7 +590,11 @@ impl Store {
             stats: open(TREE_NAMES[10])?,
             audit: open(TREE_NAMES[11])?,
             quarantine: open(TREE_NAMES[12])?,
+            scoring: open(TREE_NAMES[13])?,
         };
+        if trees.families.is_empty() && trees.meta.get(META_SCORING_COMPLETE)?.is_none() {
+            trees.meta.insert(META_SCORING_COMPLETE, &[][..])?;
+        }
         migrate_single_entries(&trees.feed)?;
         let last_log = trees
             .feed
@@ -684,9 +733,12 @@ impl Store {
             }
         }
         let mut families = sled::Batch::default();
-        for (key, value) in &writes.families {
-            families.insert(key.as_slice(), value.as_slice());
+        let mut scoring = sled::Batch::default();
+        for (key, (record, projection)) in &writes.families {
+            scoring.insert(key.as_slice(), projection.as_slice());
+            families.insert(key.as_slice(), record.as_slice());
         }
+        t.scoring.apply_batch(scoring)?;
         t.families.apply_batch(families)?;
         for (tree, tree_writes) in writes.side_tables(t) {
             tree.apply_batch(batch_of(tree_writes))?;
@@ -786,29 +838,57 @@ impl Store {
         &self,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<sled::IVec>, Option<String>)> {
-        let start = match after {
-            Some(after) => std::ops::Bound::Excluded(after.as_bytes().to_vec()),
-            None => std::ops::Bound::Unbounded,
-        };
-        let mut values = Vec::with_capacity(limit);
-        let mut last = None;
-        let range = self
-            .trees
-            .families
-            .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded));
-        for item in range.take(limit) {
-            let (key, value) = item?;
-            last = Some(key);
-            values.push(value);
-        }
-        let last = last.map(|key| String::from_utf8_lossy(&key).into_owned());
-        Ok((values, last))
+    ) -> Result<(Vec<StoredValue>, Option<String>)> {
+        values_after(&self.trees.families, after, limit)
     }
 
-    /// Decodes a value read by [`Store::family_values_after`].
-    pub fn decode_family(value: &[u8]) -> Result<FamilyRecord> {
-        decode_in("families", b"", value)
+    /// Scoring projections (encoded) of the families after `after` in id order,
+    /// at most `limit`, with the last id: the caller decodes them where it likes
+    /// (on worker threads) with [`Store::decode_projection`].
+    pub fn projection_values_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<StoredValue>, Option<String>)> {
+        values_after(&self.trees.scoring, after, limit)
+    }
+
+    pub fn decode_projection(value: &[u8]) -> Result<ScoringProjection> {
+        decode_in("scoring", b"", value)
+    }
+
+    /// Whether every family has its scoring projection (see
+    /// [`Store::backfill_projections`]).
+    pub fn projections_complete(&self) -> Result<bool> {
+        Ok(self.trees.meta.contains_key(META_SCORING_COMPLETE)?)
+    }
+
+    /// Writes the scoring projection of up to `limit` families after `after`
+    /// that have none, for a store written before projections existed; returns
+    /// how many families it read and the last id, `None` at the end, where the
+    /// store is marked complete. A projection is only ever added here, never
+    /// replaced: one written meanwhile by a family's commit is newer.
+    pub fn backfill_projections(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(usize, Option<String>)> {
+        let (values, last) = values_after(&self.trees.families, after, limit)?;
+        for value in &values {
+            let record: FamilyRecord = decode_in("families", b"", value)?;
+            let key = record.family_id.as_str().as_bytes();
+            let projection = encode(&record.scoring_projection());
+            // Err(_) is "a projection is there already": the newer one stays.
+            let _ = self
+                .trees
+                .scoring
+                .compare_and_swap(key, None::<&[u8]>, Some(projection))?;
+        }
+        if last.is_none() || values.len() < limit {
+            self.trees.meta.insert(META_SCORING_COMPLETE, &[][..])?;
+            return Ok((values.len(), None));
+        }
+        Ok((values.len(), last))
     }
 
     /// Reads every key: for tests and offline tools, never on a request path.
@@ -1233,7 +1313,7 @@ mod tests {
     use super::*;
     use crate::event::{EventData, FeedEvent};
     use crate::ids::{Iban, Month};
-    use crate::record::{EntitlementState, Level};
+    use crate::record::{EntitlementState, Level, Member, Role};
 
     fn at(hour: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, 10, hour, 0, 0).unwrap()
@@ -1647,6 +1727,94 @@ mod tests {
         assert_eq!(
             store.append_internal(&[cycle("fam-1", "2026-03")]).unwrap(),
             [9]
+        );
+    }
+
+    fn projections(store: &Store) -> Vec<ScoringProjection> {
+        let (values, _) = store.projection_values_after(None, 100).unwrap();
+        values
+            .iter()
+            .map(|value| Store::decode_projection(value).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn every_family_write_writes_its_scoring_projection() {
+        let store = Store::open_temporary().unwrap();
+        assert!(
+            store.projections_complete().unwrap(),
+            "a new store is complete"
+        );
+        let mut first = record("fam-1");
+        first.members.push(Member {
+            role: Role::Head,
+            facts: CitizenFacts {
+                phone: Some(phone("+77011234567")),
+                ..CitizenFacts::new(iin())
+            },
+        });
+        store
+            .commit_families(
+                &[FamilyCommit {
+                    record: Some(first.clone()),
+                    ..FamilyCommit::default()
+                }],
+                counted(1, true),
+            )
+            .unwrap();
+        store
+            .bulk_write(
+                &[FamilyCommit {
+                    record: Some(record("fam-2")),
+                    ..FamilyCommit::default()
+                }],
+                &[],
+                &[],
+            )
+            .unwrap();
+        let written = projections(&store);
+        assert_eq!(
+            written,
+            vec![
+                first.scoring_projection(),
+                record("fam-2").scoring_projection()
+            ]
+        );
+        assert_eq!(written[0].inputs.members[0].facts.phone, None);
+    }
+
+    #[test]
+    fn the_backfill_adds_missing_projections_and_keeps_newer_ones() {
+        let store = Store::open_temporary().unwrap();
+        let batch = [counting_commit("fam-1", 1), counting_commit("fam-2", 1)];
+        store.commit_families(&batch, counted(3, true)).unwrap();
+        // A store from before projections: none written, not complete.
+        store.trees.scoring.clear().unwrap();
+        store.trees.meta.remove(META_SCORING_COMPLETE).unwrap();
+        assert!(!store.projections_complete().unwrap());
+        // fam-2 is committed after the backfill read its record: the commit's
+        // projection (written before its record) is there when the backfill writes.
+        let mut newer = record("fam-2");
+        newer.social_contract = true;
+        store
+            .trees
+            .scoring
+            .insert("fam-2", encode(&newer.scoring_projection()))
+            .unwrap();
+        let (read, last) = store.backfill_projections(None, 1).unwrap();
+        assert_eq!((read, last.as_deref()), (1, Some("fam-1")));
+        assert!(!store.projections_complete().unwrap());
+        let (read, last) = store.backfill_projections(Some("fam-1"), 1).unwrap();
+        assert_eq!((read, last), (1, Some("fam-2".to_owned())));
+        let (read, last) = store.backfill_projections(Some("fam-2"), 1).unwrap();
+        assert_eq!((read, last), (0, None));
+        assert!(store.projections_complete().unwrap());
+        assert_eq!(
+            projections(&store),
+            vec![
+                record("fam-1").scoring_projection(),
+                newer.scoring_projection()
+            ]
         );
     }
 
