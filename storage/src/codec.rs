@@ -657,6 +657,7 @@ mod tests {
         fn the_scoring_projection_round_trips_and_holds_no_contacts(record in family_record()) {
             let projection = record.scoring_projection();
             check_round_trip(&projection);
+            prop_assert_eq!(crate::projection::encode_projection(&record), encode(&projection));
             prop_assert_eq!(&projection.inputs.family_id, &record.family_id);
             prop_assert_eq!(projection.inputs.members.len(), record.members.len());
             for (kept, member) in projection.inputs.members.iter().zip(&record.members) {

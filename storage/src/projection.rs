@@ -81,7 +81,7 @@ struct WireMember {
 #[derive(Serialize, Deserialize)]
 struct WireOutcome {
     level: Level,
-    programs: Vec<(String, bool, Option<WireAward>, Vec<WireAward>)>,
+    programs: Vec<WireDecision>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -248,35 +248,66 @@ impl TryFrom<WireMember> for Member {
     }
 }
 
-impl From<ScoringProjection> for Wire {
-    fn from(projection: ScoringProjection) -> Self {
-        let inputs = &projection.inputs;
+/// A family record's projection, encoded (with the format-version byte), made
+/// straight from the record: what every family commit writes.
+pub fn encode_projection(record: &FamilyRecord) -> Vec<u8> {
+    let outcome = record.evaluation.as_ref().map(|evaluation| WireOutcome {
+        level: evaluation.level,
+        programs: evaluation
+            .programs
+            .iter()
+            .map(|d| wire_decision(&d.code, d.eligible, d.award.as_ref(), &d.more_awards))
+            .collect(),
+    });
+    crate::codec::encode(&Wire::of(record, outcome))
+}
+
+type WireDecision = (String, bool, Option<WireAward>, Vec<WireAward>);
+
+fn wire_decision(
+    code: &str,
+    eligible: bool,
+    award: Option<&AwardDecision>,
+    more_awards: &[AwardDecision],
+) -> WireDecision {
+    (
+        code.to_owned(),
+        eligible,
+        award.map(WireAward::from),
+        more_awards.iter().map(WireAward::from).collect(),
+    )
+}
+
+impl Wire {
+    /// The wire form of a record's scoring inputs (whatever else it holds is
+    /// left out) with `outcome`.
+    fn of(record: &FamilyRecord, outcome: Option<WireOutcome>) -> Wire {
         Wire {
-            family_id: inputs.family_id.as_str().to_owned(),
-            members: inputs.members.iter().map(WireMember::from).collect(),
-            address: inputs.address.map(|a| {
+            family_id: record.family_id.as_str().to_owned(),
+            members: record.members.iter().map(WireMember::from).collect(),
+            address: record.address.map(|a| {
                 let region = Region::ALL.iter().position(|r| *r == a.region);
                 // Every region is in `Region::ALL`.
                 (region.unwrap_or(0) as u8, a.locality == Locality::Urban)
             }),
-            housing: inputs.housing.clone(),
-            social_contract: inputs.social_contract,
-            outcome: projection.outcome.map(|outcome| WireOutcome {
-                level: outcome.level,
-                programs: outcome
-                    .programs
-                    .iter()
-                    .map(|d| {
-                        (
-                            d.code.clone(),
-                            d.eligible,
-                            d.award.as_ref().map(WireAward::from),
-                            d.more_awards.iter().map(WireAward::from).collect(),
-                        )
-                    })
-                    .collect(),
-            }),
+            housing: record.housing.clone(),
+            social_contract: record.social_contract,
+            outcome,
         }
+    }
+}
+
+impl From<ScoringProjection> for Wire {
+    fn from(projection: ScoringProjection) -> Self {
+        let outcome = projection.outcome.map(|outcome| WireOutcome {
+            level: outcome.level,
+            programs: outcome
+                .programs
+                .iter()
+                .map(|d| wire_decision(&d.code, d.eligible, d.award.as_ref(), &d.more_awards))
+                .collect(),
+        });
+        Wire::of(&projection.inputs, outcome)
     }
 }
 

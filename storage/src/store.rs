@@ -276,7 +276,7 @@ impl Writes {
                     }
                     None => {}
                 }
-                let projection = encode(&record.scoring_projection());
+                let projection = crate::projection::encode_projection(record);
                 writes.families.insert(key, (encode(record), projection));
             }
             for iin in &commit.orphans_taken {
@@ -877,7 +877,7 @@ impl Store {
         for value in &values {
             let record: FamilyRecord = decode_in("families", b"", value)?;
             let key = record.family_id.as_str().as_bytes();
-            let projection = encode(&record.scoring_projection());
+            let projection = crate::projection::encode_projection(&record);
             // Err(_) is "a projection is there already": the newer one stays.
             let _ = self
                 .trees
