@@ -608,7 +608,7 @@ async fn whatif(arguments: &WhatIfArgs) -> anyhow::Result<()> {
     let (_, projection_bytes, raw_projections) = raw_read("scoring")?;
 
     progress("whatif", "what-if");
-    let proposal = Proposal::new(&current, &proposed);
+    let proposal = Proposal::new(&[&current], &proposed);
     let started = Instant::now();
     let mut total = WhatIfTally::new(&proposal);
     scan_families(
@@ -656,6 +656,48 @@ async fn whatif(arguments: &WhatIfArgs) -> anyhow::Result<()> {
     }
     let whole_rate = per_second(whole, started.elapsed());
 
+    progress(
+        "whatif",
+        "the same change made: rules reload through the service (offers stay in the outbox)",
+    );
+    drop(store);
+    let changed_catalogue = directory.path().join("programs.toml");
+    let text = std::fs::read_to_string(catalogue())?;
+    let text = text
+        .replacen("min_children = 4", "min_children = 3", 1)
+        .replacen(
+            "amounts_mci = [\"16.03\", \"20.04\", \"24.05\", \"28.06\"]",
+            "amounts_mci = [\"12.00\", \"16.03\", \"20.04\", \"24.05\", \"28.06\"]",
+            1,
+        );
+    std::fs::write(&changed_catalogue, text)?;
+    let config = Config::for_local(
+        store_path.clone(),
+        UNUSED_GATEWAY_URL,
+        UNUSED_GATEWAY_URL,
+        changed_catalogue,
+    );
+    let running = service::start_with(config, Arc::new(actors::clock::SystemClock), false).await?;
+    let started = Instant::now();
+    let answer: Value = http_client()?
+        .post(format!("http://{}/v1/rules/reload", running.admin_addr))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let reload_scan = started.elapsed();
+    wait_applied(&running.state.store).await?;
+    let reload_all = started.elapsed();
+    running.stop().await?;
+    let reload_changed = answer["families_changed"].as_u64().unwrap_or(0);
+    anyhow::ensure!(
+        reload_changed == changed,
+        "the reload changed {reload_changed} families, the re-score scan found {changed}"
+    );
+    let applied_rate = per_second(reload_changed, reload_all.saturating_sub(reload_scan));
+
     let national = |rate: f64| NATIONAL_FAMILIES / rate;
     let mut table = Table::new("whatif");
     table.note(format!(
@@ -677,6 +719,19 @@ async fn whatif(arguments: &WhatIfArgs) -> anyhow::Result<()> {
         "dfm re-score scan (both cores)",
         rate(rescore_rate),
         "families/s",
+    );
+    table.row(
+        "dfm rules reload: scan",
+        format!("{:.2}", reload_scan.as_secs_f64()),
+        &format!("s, {} families change", thousands(reload_changed)),
+    );
+    table.row(
+        "dfm rules reload: changed families applied",
+        rate(applied_rate),
+        &format!(
+            "families/s through their actors (all applied {:.1} s after the request)",
+            reload_all.as_secs_f64()
+        ),
     );
     table.row(
         "whole records, one core (reference)",

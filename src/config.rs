@@ -398,6 +398,11 @@ impl Config {
         let store = storage::Store::open(&self.storage_path).with_context(|| {
             format!("storage.path: cannot open {}", self.storage_path.display())
         })?;
+        if store.rules_in_force()?.is_none() {
+            let text = std::fs::read_to_string(&self.catalogue)
+                .with_context(|| format!("programs.catalogue: {}", self.catalogue.display()))?;
+            store.set_rules_in_force(self.year, &text)?;
+        }
         Ok((rules, std::sync::Arc::new(store)))
     }
 

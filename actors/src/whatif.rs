@@ -67,7 +67,10 @@ pub struct Proposal<'r> {
 }
 
 impl<'r> Proposal<'r> {
-    pub fn new(current: &Rules, proposed: &'r Rules) -> Proposal<'r> {
+    /// The proposal against `bases`: every catalogue a stored outcome may come
+    /// from (the rules in force, and the ones the service runs if they differ).
+    /// What differs from any of them is decided again.
+    pub fn new(bases: &[&Rules], proposed: &'r Rules) -> Proposal<'r> {
         // Every field by name, so that a new one has to be placed here.
         let Rules {
             version: _,
@@ -79,17 +82,25 @@ impl<'r> Proposal<'r> {
             scoring,
             programs,
         } = proposed;
-        let constants_changed = *year != current.year
-            || *mci != current.mci
-            || *subsistence_minimum != current.subsistence_minimum
-            || *poverty != current.poverty
-            || *regions != current.regions;
+        let constants_changed = bases.is_empty()
+            || bases.iter().any(|base| {
+                *year != base.year
+                    || *mci != base.mci
+                    || *subsistence_minimum != base.subsistence_minimum
+                    || *poverty != base.poverty
+                    || *regions != base.regions
+            });
         Proposal {
             rules: proposed,
-            rescore: constants_changed || *scoring != current.scoring,
+            rescore: constants_changed || bases.iter().any(|base| *scoring != base.scoring),
             redecide: programs
                 .iter()
-                .map(|program| constants_changed || current.program(&program.code) != Some(program))
+                .map(|program| {
+                    constants_changed
+                        || bases
+                            .iter()
+                            .any(|base| base.program(&program.code) != Some(program))
+                })
                 .collect(),
         }
     }

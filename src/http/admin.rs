@@ -926,14 +926,11 @@ async fn whatif(
     )?;
     let started = std::time::Instant::now();
     let today = ::actors::scoring::local_date(state.clock.now());
-    let current = state
-        .rules
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let bases = rules_behind_stored_outcomes(&state)?;
     let worker_state = state.clone();
     let (result, scanned) = web::block(move || {
-        let proposal = Proposal::new(&current, &proposed);
+        let bases: Vec<&Rules> = bases.iter().map(|rules| &**rules).collect();
+        let proposal = Proposal::new(&bases, &proposed);
         let mut total = WhatIfTally::new(&proposal);
         let scanned = scan_families(
             &worker_state.store,
@@ -978,6 +975,37 @@ async fn whatif(
     })))
 }
 
+/// The catalogues a stored outcome may come from: the rules in force (what
+/// the stored outcomes agree with) and, if the service was started with a
+/// different catalogue, the rules it runs. A what-if or a re-score decides
+/// again whatever a proposal changes against either. An in-force catalogue that
+/// no longer validates leaves no base: everything is decided again.
+fn rules_behind_stored_outcomes(state: &AppState) -> Result<Vec<std::sync::Arc<Rules>>, ApiError> {
+    let running = state
+        .rules
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let running_text = state
+        .catalogue_text
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    match state.store.rules_in_force().map_err(ApiError::internal)? {
+        Some((year, text)) if year == state.config.year && text == running_text => {
+            Ok(vec![running])
+        }
+        Some((year, text)) => match Rules::from_toml_str(&text, year) {
+            Ok(in_force) => Ok(vec![running, std::sync::Arc::new(in_force)]),
+            Err(error) => {
+                tracing::warn!(%error, "the catalogue in force no longer validates; every family is decided again");
+                Ok(Vec::new())
+            }
+        },
+        None => Ok(vec![running]),
+    }
+}
+
 /// Re-reads the catalogue file and applies it: families whose level or
 /// eligibility would change are re-evaluated through their actors (and so
 /// through the consent machinery); the others are not woken.
@@ -1002,15 +1030,12 @@ async fn reload_rules(
     let today = ::actors::scoring::local_date(now);
     let version = proposed.version.clone();
     let proposed = std::sync::Arc::new(proposed);
-    let current = state
-        .rules
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let bases = rules_behind_stored_outcomes(&state)?;
     let worker_state = state.clone();
     let worker_rules = proposed.clone();
     let (changed, scanned) = web::block(move || {
-        let proposal = Proposal::new(&current, &worker_rules);
+        let bases: Vec<&Rules> = bases.iter().map(|rules| &**rules).collect();
+        let proposal = Proposal::new(&bases, &worker_rules);
         let mut changed: Vec<FamilyId> = Vec::new();
         let scanned = scan_families(
             &worker_state.store,
@@ -1048,6 +1073,17 @@ async fn reload_rules(
         .durable()
         .await
         .map_err(|e| ApiError::Busy(e.to_string()))?;
+    // Every family whose outcome changes is re-evaluated from the log, durably:
+    // the stored outcomes now agree with the new catalogue.
+    let text = state
+        .catalogue_text
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    state
+        .store
+        .set_rules_in_force(state.config.year, &text)
+        .map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(json!({
         "rules_version": version,
         "families": scanned,
@@ -1119,9 +1155,30 @@ mod tests {
             // Nothing.
             "version = \"same\"\n",
         ];
-        for patch in proposals {
-            let proposed = patched(patch);
-            let proposal = Proposal::new(&current, &proposed);
+        // The service was restarted with the large-family change in its file
+        // (stored outcomes still agree with the catalogue in force): reloading
+        // that file must be diffed against the catalogue in force too.
+        let restarted_with = patched(proposals[0]);
+        let cases = proposals
+            .iter()
+            .map(|patch| (*patch, vec![&current], patched(patch)))
+            .chain([(
+                "reload after a restart with a changed file",
+                vec![&restarted_with, &current],
+                patched(proposals[0]),
+            )]);
+        let running_alone = Proposal::new(&[&restarted_with], &restarted_with);
+        let unseen = projections.iter().all(|value| {
+            let projection = storage::Store::decode_projection(value).unwrap();
+            let today = local_date(chrono::Utc::now());
+            !running_alone.changes_outcome(&projection.inputs, projection.outcome.as_ref(), today)
+        });
+        assert!(
+            unseen,
+            "against the running catalogue alone, the change goes unseen"
+        );
+        for (patch, bases, proposed) in cases {
+            let proposal = Proposal::new(&bases, &proposed);
             let (mut differ, mut changed) = (0, 0);
             for (index, value) in values.iter().enumerate() {
                 let record: FamilyRecord = storage::codec::decode(value).unwrap();

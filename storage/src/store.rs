@@ -206,6 +206,9 @@ const TREE_NAMES: [&str; 14] = [
 ];
 
 const META_APPLIED_THROUGH: &[u8] = b"applied_through";
+/// The catalogue (year and text) that the stored outcomes agree with; see
+/// [`Store::rules_in_force`].
+const META_RULES_IN_FORCE: &[u8] = b"rules_in_force";
 /// Set once every family has its scoring projection: from the store's creation,
 /// or when the backfill of a store written before projections existed ends.
 const META_SCORING_COMPLETE: &[u8] = b"scoring_complete";
@@ -775,6 +778,26 @@ impl Store {
     }
 
     /// Everything at or below this sequence number has been applied and written.
+    /// The catalogue (year and TOML text) that every stored outcome agrees
+    /// with, except those of families evaluated since by a different catalogue
+    /// the service was started with: set when the store is first opened by
+    /// `serve` or `load`, and by each rules reload once the families it changes
+    /// are submitted. What-if and re-score diff a proposal against it.
+    pub fn rules_in_force(&self) -> Result<Option<(i32, String)>> {
+        self.trees
+            .meta
+            .get(META_RULES_IN_FORCE)?
+            .map(|value| decode_in("meta", META_RULES_IN_FORCE, &value))
+            .transpose()
+    }
+
+    pub fn set_rules_in_force(&self, year: i32, catalogue: &str) -> Result<()> {
+        self.trees
+            .meta
+            .insert(META_RULES_IN_FORCE, encode(&(year, catalogue)))?;
+        Ok(())
+    }
+
     pub fn applied_through(&self) -> Result<u64> {
         Ok(self
             .trees

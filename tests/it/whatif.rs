@@ -144,3 +144,43 @@ async fn a_rules_reload_wakes_only_the_families_whose_outcome_changes() {
         "an unchanged family is not re-evaluated"
     );
 }
+
+#[actix_rt::test]
+async fn a_reload_after_a_restart_with_a_changed_catalogue_still_finds_who_changes() {
+    let (mut world, catalogue) = two_families().await;
+    // The operator edits the catalogue and restarts instead of reloading: the
+    // stored outcomes still agree with the catalogue in force.
+    assert!(world.server.terminate().success());
+    let text = std::fs::read_to_string(&catalogue).unwrap();
+    let text = text
+        .replacen("version = \"2026.1\"", "version = \"2026.2\"", 1)
+        .replacen("min_children = 4", "min_children = 3", 1)
+        .replacen(
+            "amounts_mci = [\"16.03\", \"20.04\", \"24.05\", \"28.06\"]",
+            "amounts_mci = [\"12.00\", \"16.03\", \"20.04\", \"24.05\", \"28.06\"]",
+            1,
+        );
+    std::fs::write(&catalogue, text).unwrap();
+    world.server.restart();
+    let (status, answer) = post(
+        &world.server,
+        "/v1/whatif",
+        OPERATOR,
+        json!({"patch_toml": ""}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["programs"]["large_family"]["gain"], 1, "{answer}");
+    let (status, answer) = post(&world.server, "/v1/rules/reload", OPERATOR, json!({})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["families_changed"], 1, "{answer}");
+    let three = wait_family(&world.server, "F-THREE", |f| {
+        f["entitlements"][0]["state"] == "offered"
+    })
+    .await;
+    assert_eq!(three["rules_version"], "2026.2");
+    // Now in force: the same catalogue changes nobody.
+    let (status, answer) = post(&world.server, "/v1/rules/reload", OPERATOR, json!({})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["families_changed"], 0, "{answer}");
+}
