@@ -14,9 +14,11 @@
 //!   service needs, so the service and the baseline are each measured in a
 //!   fresh process of this binary (the hidden `rss-probe`); a second store a
 //!   fifth the size gives the growth per family for the 1 M projection.
-//! - `whatif`: the what-if and re-score scans of a loaded store (a catalogue
-//!   change to the large-family program) against plain sled reading every
-//!   family record, each projected to the national 6 M families.
+//! - `whatif`: on a loaded store, a catalogue change to the large-family
+//!   program: the what-if and re-score scans, then the change made through the
+//!   service (`/v1/rules/reload`, changed families applied through their
+//!   actors), against plain sled reading every family record; each projected to
+//!   the national 6 M families.
 //! - `all`: `feed`, `load` and `payout` with their defaults.
 //!
 //! Every bench works in temporary directories, talks to loopback only, runs
