@@ -26,6 +26,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
         );
 }
 
+/// On every feed answer: accepted events not applied yet (dfm's addition).
+pub const BACKLOG_HEADER: &str = "X-Dfm-Backlog";
+
 #[derive(Serialize)]
 struct Rejected {
     line: usize,
@@ -184,11 +187,19 @@ async fn feed(
     state
         .metrics
         .observe("dfm_feed_request_seconds", &[], started.elapsed());
-    Ok(HttpResponse::Ok().json(FeedAnswer {
-        accepted: appended.seqs.len(),
-        duplicates: appended.duplicates.len(),
-        rejected,
-    }))
+    // How far applying is behind, this request included: an integrator can pace
+    // itself before the 503 comes.
+    let backlog = state
+        .store
+        .last_seq()
+        .saturating_sub(state.store.applied_through().map_err(ApiError::internal)?);
+    Ok(HttpResponse::Ok()
+        .insert_header((BACKLOG_HEADER, backlog.to_string()))
+        .json(FeedAnswer {
+            accepted: appended.seqs.len(),
+            duplicates: appended.duplicates.len(),
+            rejected,
+        }))
 }
 
 #[derive(Deserialize)]

@@ -189,6 +189,20 @@ async fn duplicates_count_once_and_bad_lines_are_rejected_alone() {
             .contains("may not send"),
         "{answer}"
     );
+    // Every answer says how many accepted events are not applied yet.
+    let response = client()
+        .post(format!(
+            "{}/v1/feeds/population/events",
+            world.server.public
+        ))
+        .bearer_auth(POPULATION)
+        .body(format!("{good}\n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let backlog = response.headers()["x-dfm-backlog"].to_str().unwrap();
+    assert!(backlog.parse::<u64>().is_ok(), "{backlog}");
     // The same id again, alone, as a JSON array: a duplicate, nothing new.
     let (status, answer) = feed(&world.server, "population", POPULATION, format!("[{good}]")).await;
     assert_eq!(
