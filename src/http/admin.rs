@@ -1159,14 +1159,49 @@ mod tests {
         // (stored outcomes still agree with the catalogue in force): reloading
         // that file must be diffed against the catalogue in force too.
         let restarted_with = patched(proposals[0]);
+        // A catalogue without one of its programs (TSA, the last one).
+        let text = std::fs::read_to_string(catalogue()).unwrap();
+        let tsa = text.find("\n[[program]]\ncode = \"tsa\"").unwrap();
+        let without_tsa = Rules::from_toml_str(&text[..tsa], 2026).unwrap();
+        let mut tally = WhatIfTally::new(&Proposal::new(&[&current], &without_tsa));
+        for value in &projections {
+            let projection = storage::Store::decode_projection(value).unwrap();
+            let today = local_date(chrono::Utc::now());
+            let proposal = Proposal::new(&[&current], &without_tsa);
+            tally.add(
+                &proposal,
+                &projection.inputs,
+                projection.outcome.as_ref(),
+                today,
+            );
+        }
+        let report = tally.report();
+        let tsa_figures = &report.programs["tsa"];
+        assert!(tsa_figures.eligible_now > 0, "{tsa_figures:?}");
+        assert_eq!(
+            (
+                tsa_figures.eligible_whatif,
+                tsa_figures.lose,
+                tsa_figures.gain
+            ),
+            (0, tsa_figures.eligible_now, 0)
+        );
+        assert_eq!(report.programs.len(), current.programs.len());
         let cases = proposals
             .iter()
             .map(|patch| (*patch, vec![&current], patched(patch)))
-            .chain([(
-                "reload after a restart with a changed file",
-                vec![&restarted_with, &current],
-                patched(proposals[0]),
-            )]);
+            .chain([
+                (
+                    "reload after a restart with a changed file",
+                    vec![&restarted_with, &current],
+                    patched(proposals[0]),
+                ),
+                (
+                    "a catalogue without TSA",
+                    vec![&current],
+                    without_tsa.clone(),
+                ),
+            ]);
         let running_alone = Proposal::new(&[&restarted_with], &restarted_with);
         let unseen = projections.iter().all(|value| {
             let projection = storage::Store::decode_projection(value).unwrap();
