@@ -612,7 +612,7 @@ fn state_count(stats: &Value, state: &str) -> u64 {
 fn quiet(running: &Running) -> anyhow::Result<bool> {
     let store = &running.state.store;
     let outboxes_empty = store.payment_outbox()?.is_empty() && store.sms_outbox()?.is_empty();
-    Ok(outboxes_empty && store.applied_through()? >= store.last_seq())
+    Ok(outboxes_empty && store.backlog()? == 0)
 }
 
 fn find_catalogue() -> PathBuf {

@@ -93,10 +93,7 @@ async fn feed(
         .find(|a| a.name == agency_name)
         .filter(|a| bearer(&request).is_some_and(|token| same_secret(token, &a.token)))
         .ok_or(ApiError::Unauthorized)?;
-    let backlog = state
-        .store
-        .last_seq()
-        .saturating_sub(state.store.applied_through().map_err(ApiError::internal)?);
+    let backlog = state.store.backlog().map_err(ApiError::internal)?;
     if backlog >= state.config.log_backlog_max {
         state.metrics.inc("dfm_feed_busy_total", &[]);
         return Err(ApiError::Busy(format!(
@@ -189,10 +186,7 @@ async fn feed(
         .observe("dfm_feed_request_seconds", &[], started.elapsed());
     // How far applying is behind, this request included: an integrator can pace
     // itself before the 503 comes.
-    let backlog = state
-        .store
-        .last_seq()
-        .saturating_sub(state.store.applied_through().map_err(ApiError::internal)?);
+    let backlog = state.store.backlog().map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok()
         .insert_header((BACKLOG_HEADER, backlog.to_string()))
         .json(FeedAnswer {

@@ -487,24 +487,32 @@ fn corrupt(tree: &'static str, key: &[u8], reason: impl ToString) -> StoreError 
     }
 }
 
-/// Values of `tree` whose keys come after `after` (exclusive), at most `limit`,
-/// in key order: the cursor of every paged read.
-fn page<'a, T: serde::de::DeserializeOwned>(
+/// The entries of `tree` whose keys come after `after` (exclusive), at most
+/// `limit`, in key order: the cursor of every paged read.
+fn range_after<'a>(
     tree: &'a sled::Tree,
-    name: &'static str,
     after: Option<&str>,
     limit: usize,
-) -> impl Iterator<Item = Result<T>> + 'a {
+) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + 'a {
     let start = match after {
         Some(after) => std::ops::Bound::Excluded(after.as_bytes().to_vec()),
         None => std::ops::Bound::Unbounded,
     };
     tree.range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
         .take(limit)
-        .map(move |item| {
-            let (key, value) = item?;
-            decode_in(name, &key, &value)
-        })
+}
+
+/// Values of `tree` after `after`, decoded (see [`range_after`]).
+fn page<'a, T: serde::de::DeserializeOwned>(
+    tree: &'a sled::Tree,
+    name: &'static str,
+    after: Option<&str>,
+    limit: usize,
+) -> impl Iterator<Item = Result<T>> + 'a {
+    range_after(tree, after, limit).map(move |item| {
+        let (key, value) = item?;
+        decode_in(name, &key, &value)
+    })
 }
 
 /// A value as sled keeps it: read without a copy, decoded by the caller.
@@ -517,16 +525,9 @@ fn values_after(
     after: Option<&str>,
     limit: usize,
 ) -> Result<(Vec<StoredValue>, Option<String>)> {
-    let start = match after {
-        Some(after) => std::ops::Bound::Excluded(after.as_bytes().to_vec()),
-        None => std::ops::Bound::Unbounded,
-    };
     let mut values = Vec::with_capacity(limit);
     let mut last = None;
-    for item in tree
-        .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
-        .take(limit)
-    {
+    for item in range_after(tree, after, limit) {
         let (key, value) = item?;
         last = Some(key);
         values.push(value);
@@ -777,7 +778,6 @@ impl Store {
         Ok(entries)
     }
 
-    /// Everything at or below this sequence number has been applied and written.
     /// The catalogue (year and TOML text) that every stored outcome agrees
     /// with, except those of families evaluated since by a different catalogue
     /// the service was started with: set when the store is first opened by
@@ -798,6 +798,12 @@ impl Store {
         Ok(())
     }
 
+    /// Accepted log entries not applied yet.
+    pub fn backlog(&self) -> Result<u64> {
+        Ok(self.last_seq().saturating_sub(self.applied_through()?))
+    }
+
+    /// Everything at or below this sequence number has been applied and written.
     pub fn applied_through(&self) -> Result<u64> {
         Ok(self
             .trees
