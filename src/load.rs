@@ -64,22 +64,21 @@ impl std::fmt::Display for LoadReport {
 /// field or, without one, the contract's agency for its type.
 pub fn load_line(line: &str, config: &Config) -> Result<(String, FeedEvent), String> {
     let line = event::parse_event_text(line);
-    if line.not_json {
-        return Err(line.event.err().map(|e| e.to_string()).unwrap_or_default());
-    }
+    let parsed = line.event.map_err(|e| e.to_string());
     let agency = match line.agency {
         Some(serde_json::Value::String(agency)) => agency,
         Some(_) => return Err("agency must be a string".to_owned()),
-        None => line
-            .claimed_type
-            .and_then(|kind| event::EVENT_TYPES.iter().find(|(name, _)| *name == kind))
-            .map(|(_, agency)| (*agency).to_owned())
-            .ok_or_else(|| match &line.event {
-                Err(e) => e.to_string(),
-                Ok(event) => format!("unknown event type {:?}", event.data.type_name()),
-            })?,
+        // Without one, the contract's agency for the type (every valid type has one).
+        None => {
+            let type_name = parsed.as_ref()?.data.type_name();
+            event::EVENT_TYPES
+                .iter()
+                .find(|(name, _)| *name == type_name)
+                .map(|(_, agency)| (*agency).to_owned())
+                .ok_or_else(|| format!("unknown event type {type_name:?}"))?
+        }
     };
-    let parsed = line.event.map_err(|e| e.to_string())?;
+    let parsed = parsed?;
     let type_name = parsed.data.type_name();
     let allowed = config
         .agencies
