@@ -466,7 +466,7 @@ impl Actor for BankGateway {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(crate::notifier::SWEEP_EVERY, |actor, ctx| actor.sweep(ctx));
+        ctx.run_interval(crate::outbox::SWEEP_EVERY, |actor, ctx| actor.sweep(ctx));
     }
 }
 

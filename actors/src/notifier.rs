@@ -204,15 +204,11 @@ pub struct Notifier {
     permits: Arc<Semaphore>,
 }
 
-/// How often the notifier sweeps its outbox for orders it was not handed (the
-/// dispatcher hands on only while the mailbox has room; see [`ResumeOutbox`]).
-pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
-
 impl Actor for Notifier {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(SWEEP_EVERY, |actor, ctx| actor.sweep(ctx));
+        ctx.run_interval(crate::outbox::SWEEP_EVERY, |actor, ctx| actor.sweep(ctx));
     }
 }
 

@@ -12,6 +12,10 @@ use storage::StoreError;
 /// Orders read per page; memory stays bounded whatever the size of the outbox.
 pub const PAGE: usize = 1_000;
 
+/// How often the notifier and the bank gateway sweep their outboxes for orders
+/// they were not handed (the dispatcher hands on only while a mailbox has room).
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One sweep at a time per outbox: `sweeping` is set while one runs. `read_page`
 /// reads the orders after a key (exclusive), `key` gives an order's key, and
 /// `message` wraps an order for `actor`. A store error ends the sweep; the next
