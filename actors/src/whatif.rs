@@ -14,7 +14,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use storage::ids::{FamilyId, Region};
 use storage::money::Money;
-use storage::projection::Outcome;
+use storage::projection::{DecisionSummary, Outcome};
 use storage::record::{AwardDecision, FamilyRecord, Level, ProgramDecision};
 
 use crate::rules::Rules;
@@ -48,6 +48,15 @@ fn benefit(
 
 /// The benefit a decision awards, if it is eligible.
 pub fn benefit_of(decision: &ProgramDecision) -> Option<Benefit> {
+    benefit(
+        decision.eligible,
+        decision.award.as_ref(),
+        &decision.more_awards,
+    )
+}
+
+/// The benefit a stored decision awards, if it is eligible.
+fn stored_benefit(decision: &DecisionSummary) -> Option<Benefit> {
     benefit(
         decision.eligible,
         decision.award.as_ref(),
@@ -129,11 +138,7 @@ impl<'r> Proposal<'r> {
                     .filter(|_| !redecide)
                     .and_then(|stored| stored.programs.iter().find(|d| d.code == program.code));
                 match kept {
-                    Some(decision) => benefit(
-                        decision.eligible,
-                        decision.award.as_ref(),
-                        &decision.more_awards,
-                    ),
+                    Some(decision) => stored_benefit(decision),
                     None => {
                         let household =
                             household.get_or_insert_with(|| Household::new(record, today));
@@ -288,7 +293,7 @@ impl WhatIfTally {
         for (slot, tally) in self.programs.iter_mut().enumerate() {
             let before = stored
                 .and_then(|stored| stored.programs.iter().find(|d| d.code == tally.code))
-                .and_then(|d| benefit(d.eligible, d.award.as_ref(), &d.more_awards));
+                .and_then(stored_benefit);
             let after = if slot < proposed_programs {
                 whatif[slot]
             } else {

@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{FamilyId, Iban, Iin, Locality, Month, Phone, Region, Sex};
 use crate::money::Money;
-use crate::projection::{DecisionSummary, Outcome, ScoringProjection};
 
 /// How many months of reported income a citizen keeps; older months are dropped
 /// when a newer one arrives. TSA and job loss look back at most 12 months.
@@ -576,53 +575,6 @@ impl FamilyRecord {
         if self.history.len() > HISTORY_ENTRIES_KEPT {
             let excess = self.history.len() - HISTORY_ENTRIES_KEPT;
             self.history.drain(..excess);
-        }
-    }
-}
-
-impl FamilyRecord {
-    /// This record's [`ScoringProjection`].
-    pub fn scoring_projection(&self) -> ScoringProjection {
-        let members = self
-            .members
-            .iter()
-            .map(|member| Member {
-                role: member.role,
-                facts: CitizenFacts {
-                    registration: member.facts.registration.as_ref().map(|r| Registration {
-                        full_name: String::new(),
-                        birth_date: r.birth_date,
-                        sex: r.sex,
-                    }),
-                    phone: None,
-                    iban: None,
-                    social_wallet: false,
-                    applied_seq: 0,
-                    ..member.facts.clone()
-                },
-            })
-            .collect();
-        ScoringProjection {
-            inputs: FamilyRecord {
-                members,
-                address: self.address,
-                housing: self.housing.clone(),
-                social_contract: self.social_contract,
-                ..FamilyRecord::new(self.family_id.clone())
-            },
-            outcome: self.evaluation.as_ref().map(|evaluation| Outcome {
-                level: evaluation.level,
-                programs: evaluation
-                    .programs
-                    .iter()
-                    .map(|decision| DecisionSummary {
-                        code: decision.code.clone(),
-                        eligible: decision.eligible,
-                        award: decision.award.clone(),
-                        more_awards: decision.more_awards.clone(),
-                    })
-                    .collect(),
-            }),
         }
     }
 }
