@@ -664,14 +664,9 @@ async fn whatif(arguments: &WhatIfArgs) -> anyhow::Result<()> {
     );
     drop(store);
     let changed_catalogue = directory.path().join("programs.toml");
-    let text = std::fs::read_to_string(catalogue())?;
-    let text = text
-        .replacen("min_children = 4", "min_children = 3", 1)
-        .replacen(
-            "amounts_mci = [\"16.03\", \"20.04\", \"24.05\", \"28.06\"]",
-            "amounts_mci = [\"12.00\", \"16.03\", \"20.04\", \"24.05\", \"28.06\"]",
-            1,
-        );
+    let text =
+        crate::http::admin::patch_catalogue(&std::fs::read_to_string(catalogue())?, WHATIF_PATCH)
+            .map_err(scan_error)?;
     std::fs::write(&changed_catalogue, text)?;
     let config = Config::for_local(
         store_path.clone(),

@@ -840,12 +840,22 @@ struct WhatIfBody {
     year: Option<i32>,
 }
 
-/// The catalogue at `catalogue` with `patch` merged over it, as `POST /v1/whatif`
-/// merges a `patch_toml`.
+/// The catalogue text `base` with the TOML `patch` merged over it, as
+/// `POST /v1/whatif` merges a `patch_toml` (`[[program]]` entries by `code`).
+pub fn patch_catalogue(base: &str, patch: &str) -> Result<String, ApiError> {
+    let mut value: toml::Value =
+        toml::from_str(base).map_err(|e| ApiError::BadRequest(format!("catalogue_toml: {e}")))?;
+    let patch: toml::Value =
+        toml::from_str(patch).map_err(|e| ApiError::BadRequest(format!("patch_toml: {e}")))?;
+    merge_toml(&mut value, patch);
+    toml::to_string(&value).map_err(ApiError::internal)
+}
+
+/// The rules of the catalogue at `catalogue` with `patch` merged over it.
 pub fn patched_rules(catalogue: &std::path::Path, patch: &str, year: i32) -> anyhow::Result<Rules> {
-    let mut value: toml::Value = toml::from_str(&std::fs::read_to_string(catalogue)?)?;
-    merge_toml(&mut value, toml::from_str(patch)?);
-    Ok(Rules::from_toml_str(&toml::to_string(&value)?, year)?)
+    let text = patch_catalogue(&std::fs::read_to_string(catalogue)?, patch)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Rules::from_toml_str(&text, year)?)
 }
 
 fn merge_toml(base: &mut toml::Value, patch: toml::Value) {
@@ -891,14 +901,7 @@ fn proposed_rules(state: &AppState, body: WhatIfBody) -> Result<Rules, ApiError>
             .clone(),
     };
     let text = match body.patch_toml {
-        Some(patch) => {
-            let mut value: toml::Value = toml::from_str(&base)
-                .map_err(|e| ApiError::BadRequest(format!("catalogue_toml: {e}")))?;
-            let patch: toml::Value = toml::from_str(&patch)
-                .map_err(|e| ApiError::BadRequest(format!("patch_toml: {e}")))?;
-            merge_toml(&mut value, patch);
-            toml::to_string(&value).map_err(ApiError::internal)?
-        }
+        Some(patch) => patch_catalogue(&base, &patch)?,
         None => base,
     };
     Rules::from_toml_str(&text, body.year.unwrap_or(state.config.year))
@@ -1055,7 +1058,7 @@ async fn reload_rules(
     *state
         .catalogue_text
         .write()
-        .unwrap_or_else(|e| e.into_inner()) = text;
+        .unwrap_or_else(|e| e.into_inner()) = text.clone();
     for chunk in changed.chunks(::actors::timers::CYCLE_CHUNK) {
         let entries: Vec<LogEntry> = chunk
             .iter()
@@ -1075,11 +1078,6 @@ async fn reload_rules(
         .map_err(|e| ApiError::Busy(e.to_string()))?;
     // Every family whose outcome changes is re-evaluated from the log, durably:
     // the stored outcomes now agree with the new catalogue.
-    let text = state
-        .catalogue_text
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
     state
         .store
         .set_rules_in_force(state.config.year, &text)
