@@ -119,7 +119,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
-    actix_rt::System::new().block_on(async move {
+    let storage_path = config.storage_path.clone();
+    // The store comes out once the system and its actors are gone, so that it
+    // can be closed.
+    let store = actix_rt::System::new().block_on(async move {
         let clock: Arc<dyn actors::clock::Clock> = Arc::new(actors::clock::SystemClock);
         let running = service::start(config, clock).await?;
         println!(
@@ -130,10 +133,13 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         tracing::info!(public = %running.public_addr, admin = %running.admin_addr, "serving");
         wait_for_signal().await;
         tracing::info!("stopping: draining accepted work");
+        let store = running.state.store.clone();
         running.stop().await?;
-        tracing::info!("stopped");
-        Ok(())
-    })
+        anyhow::Ok(store)
+    })?;
+    crate::service::close_with_snapshot(store, &storage_path)?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 async fn wait_for_signal() {
