@@ -341,7 +341,6 @@ impl Dispatcher {
             entries.retain(|(seq, _)| *seq <= counted);
         }
         let Some(&(last, _)) = entries.last() else {
-            self.metrics.set("dfm_log_backlog", &[], 0);
             return Ok(0);
         };
         let started = Instant::now();
@@ -369,12 +368,6 @@ impl Dispatcher {
             .add("dfm_log_entries_applied_total", &[], count as u64);
         self.metrics
             .observe("dfm_dispatch_batch_seconds", &[], started.elapsed());
-        let backlog = self.store.last_seq().saturating_sub(last);
-        self.metrics.set(
-            "dfm_log_backlog",
-            &[],
-            i64::try_from(backlog).unwrap_or(i64::MAX),
-        );
         Ok(count)
     }
 

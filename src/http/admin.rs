@@ -123,6 +123,14 @@ async fn metrics(
         &request,
         &[Role::Viewer, Role::Operator, Role::Auditor],
     )?;
+    // Read at the scrape: a gauge the dispatcher set after its last batch would
+    // still say 0 while a new burst of entries waits for the next one.
+    let backlog = state.store.backlog().map_err(ApiError::internal)?;
+    state.metrics.set(
+        "dfm_log_backlog",
+        &[],
+        i64::try_from(backlog).unwrap_or(i64::MAX),
+    );
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render()))
