@@ -20,7 +20,9 @@ use storage::record::{
     AwardDecision, CitizenFacts, Entitlement, EntitlementState, FamilyRecord, PaymentStatus,
     PayoutChoice, Review, Role,
 };
-use storage::store::{counter, FamilyCommit, OpenRequest, PaymentOrder, SmsOrder, TimerRecord};
+use storage::store::{
+    counter, EncodedFamily, FamilyCommit, OpenRequest, PaymentOrder, SmsOrder, TimerRecord,
+};
 use storage::Store;
 
 use crate::apply;
@@ -256,7 +258,7 @@ pub fn process(
         .any(|e| !e.one_off && e.state == EntitlementState::Active);
     execute(&mut commit, &record, commands, &step);
     commit.monthly = Some(had_monthly);
-    commit.record = Some(record.clone());
+    commit.record = Some(EncodedFamily::of(&record));
     Outcome {
         record,
         commit,
@@ -760,7 +762,9 @@ impl Handler<Apply> for FamilyActor {
         let _entered = span.enter();
         let environment = self.environment.clone();
         let started = std::time::Instant::now();
-        let existing = self.record.clone();
+        // Taken, not copied: after a panic the actor stops and is activated
+        // again from the store.
+        let existing = self.record.take();
         let family_id = self.family_id.clone();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             failpoint(&message.inputs);
@@ -999,7 +1003,7 @@ mod tests {
         assert_eq!(programs, ["large_family"]);
 
         let commit = &outcome.commit;
-        assert_eq!(commit.record.as_ref(), Some(record));
+        assert_eq!(commit.record, Some(EncodedFamily::of(record)));
         let sms: Vec<(&str, &Phone)> = commit
             .sms
             .iter()
@@ -1069,7 +1073,7 @@ mod tests {
         assert_eq!(again.ignored, []);
         assert_eq!(again.record, first.record);
         let commit = &again.commit;
-        assert_eq!(commit.record.as_ref(), Some(&first.record));
+        assert_eq!(commit.record, Some(EncodedFamily::of(&first.record)));
         assert!(commit.counters.is_empty(), "{:?}", commit.counters);
         assert!(commit.sms.is_empty());
         assert!(commit.payments.is_empty());

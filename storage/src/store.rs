@@ -159,11 +159,31 @@ pub struct QuarantineRecord {
     pub at: DateTime<Utc>,
 }
 
+/// A family record as the store keeps it: the record and its scoring projection,
+/// each encoded. Made where the record changed (the family's actor, or a load
+/// worker), so that the one thread that writes a batch only copies bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedFamily {
+    key: Vec<u8>,
+    record: Vec<u8>,
+    projection: Vec<u8>,
+}
+
+impl EncodedFamily {
+    pub fn of(record: &FamilyRecord) -> EncodedFamily {
+        EncodedFamily {
+            key: record.family_id.as_str().as_bytes().to_vec(),
+            record: encode(record),
+            projection: crate::projection::encode_projection(record),
+        }
+    }
+}
+
 /// Everything one family actor writes after handling its messages. The record and
 /// its side tables are written in an order that replay repairs (module docs).
 #[derive(Debug, Default)]
 pub struct FamilyCommit {
-    pub record: Option<FamilyRecord>,
+    pub record: Option<EncodedFamily>,
     /// Orphan facts taken into the family (deleted from `orphans`).
     pub orphans_taken: Vec<Iin>,
     /// Facts of members who left, kept until they join another family.
@@ -268,8 +288,8 @@ impl Writes {
     fn of(commits: &[FamilyCommit]) -> Writes {
         let mut writes = Writes::default();
         for commit in commits {
-            if let Some(record) = &commit.record {
-                let key = record.family_id.as_str().as_bytes().to_vec();
+            if let Some(family) = &commit.record {
+                let key = family.key.clone();
                 match commit.monthly {
                     Some(true) => {
                         writes.monthly.insert(key.clone(), Some(Vec::new()));
@@ -279,8 +299,9 @@ impl Writes {
                     }
                     None => {}
                 }
-                let projection = crate::projection::encode_projection(record);
-                writes.families.insert(key, (encode(record), projection));
+                writes
+                    .families
+                    .insert(key, (family.record.clone(), family.projection.clone()));
             }
             for iin in &commit.orphans_taken {
                 writes
@@ -1643,7 +1664,7 @@ mod tests {
 
     fn counting_commit(family: &str, delta: i64) -> FamilyCommit {
         let mut commit = FamilyCommit {
-            record: Some(record(family)),
+            record: Some(EncodedFamily::of(&record(family))),
             ..FamilyCommit::default()
         };
         commit.count("families", delta);
@@ -1785,7 +1806,7 @@ mod tests {
         store
             .commit_families(
                 &[FamilyCommit {
-                    record: Some(first.clone()),
+                    record: Some(EncodedFamily::of(&first)),
                     ..FamilyCommit::default()
                 }],
                 counted(1, true),
@@ -1794,7 +1815,7 @@ mod tests {
         store
             .bulk_write(
                 &[FamilyCommit {
-                    record: Some(record("fam-2")),
+                    record: Some(EncodedFamily::of(&record("fam-2"))),
                     ..FamilyCommit::default()
                 }],
                 &[],
@@ -1862,7 +1883,7 @@ mod tests {
         let batch = [
             // The reminder is moved to the same due time: removed, then put back.
             FamilyCommit {
-                record: Some(record("fam-1")),
+                record: Some(EncodedFamily::of(&record("fam-1"))),
                 timers_removed: vec![reminder.clone()],
                 timers_put: vec![reminder.clone()],
                 orphans_taken: vec![taker],
@@ -1870,7 +1891,7 @@ mod tests {
             },
             // A later commit of the batch hands the citizen's facts back.
             FamilyCommit {
-                record: Some(record("fam-2")),
+                record: Some(EncodedFamily::of(&record("fam-2"))),
                 orphans_put: vec![CitizenFacts::new(taker)],
                 ..FamilyCommit::default()
             },
@@ -1892,7 +1913,7 @@ mod tests {
         let mut leaving = CitizenFacts::new(Iin::parse("900415300509").unwrap());
         leaving.applied_seq = 7;
         let mut commit = FamilyCommit {
-            record: Some(record("fam-1")),
+            record: Some(EncodedFamily::of(&record("fam-1"))),
             orphans_taken: vec![iin()],
             orphans_put: vec![leaving.clone()],
             sms: vec![sms("fam-1-large_family-1-offer-1")],
@@ -1955,7 +1976,7 @@ mod tests {
 
         // The next commit settles, cancels, closes and moves the counters on.
         let mut commit = FamilyCommit {
-            record: Some(record("fam-1")),
+            record: Some(EncodedFamily::of(&record("fam-1"))),
             payments_settled: vec!["fam-1-large_family-1-2026-03-1".to_owned()],
             timers_removed: vec![
                 timer("fam-1", 10, TimerKind::Reminder),
@@ -1992,7 +2013,7 @@ mod tests {
         let store = Store::open_temporary().unwrap();
         store
             .commit_family(&FamilyCommit {
-                record: Some(record("fam-1")),
+                record: Some(EncodedFamily::of(&record("fam-1"))),
                 monthly: Some(true),
                 ..FamilyCommit::default()
             })
@@ -2230,7 +2251,7 @@ mod tests {
         for family in ["fam-3", "fam-1", "fam-2"] {
             store
                 .commit_family(&FamilyCommit {
-                    record: Some(record(family)),
+                    record: Some(EncodedFamily::of(&record(family))),
                     ..FamilyCommit::default()
                 })
                 .unwrap();
