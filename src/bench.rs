@@ -124,7 +124,7 @@ const RSS_SAMPLE_FAMILIES: usize = 1_000;
 const RSS_PROBE_CONCURRENCY: usize = 16;
 /// The sled page cache `Store::open` asks for; the projection caps the cache's
 /// growth there (sled treats it as a target, not a hard limit).
-const STORE_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+const STORE_CACHE_BYTES: u64 = storage::store::DEFAULT_CACHE_BYTES as u64;
 /// The rss bench also measures a store this many times smaller, for the slope.
 const RSS_SMALL_STORE_DIVISOR: u64 = 5;
 /// The population size the memory target is stated for.

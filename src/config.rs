@@ -100,6 +100,12 @@ fn default_workers() -> usize {
 #[serde(deny_unknown_fields)]
 struct RawStorage {
     path: PathBuf,
+    #[serde(default = "default_cache_mb")]
+    cache_mb: usize,
+}
+
+fn default_cache_mb() -> usize {
+    storage::store::DEFAULT_CACHE_BYTES / (1024 * 1024)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -282,6 +288,8 @@ pub struct Config {
     pub log_backlog_max: u64,
     pub workers: usize,
     pub storage_path: PathBuf,
+    /// sled's page cache, in bytes.
+    pub cache_bytes: usize,
     pub sms: GatewayConfig,
     pub sms_callback_token: String,
     pub bank: GatewayConfig,
@@ -395,9 +403,10 @@ impl Config {
         use anyhow::Context as _;
         let rules = ::actors::rules::Rules::load(&self.catalogue, self.year)
             .map_err(|e| anyhow::anyhow!("programs.catalogue: {e}"))?;
-        let store = storage::Store::open(&self.storage_path).with_context(|| {
-            format!("storage.path: cannot open {}", self.storage_path.display())
-        })?;
+        let store = storage::Store::open_with_cache(&self.storage_path, self.cache_bytes)
+            .with_context(|| {
+                format!("storage.path: cannot open {}", self.storage_path.display())
+            })?;
         if store.rules_in_force()?.is_none() {
             let text = std::fs::read_to_string(&self.catalogue)
                 .with_context(|| format!("programs.catalogue: {}", self.catalogue.display()))?;
@@ -550,6 +559,7 @@ impl Config {
             log_backlog_max: raw.server.log_backlog_max.max(1),
             workers: positive("server.workers", raw.server.workers)?,
             storage_path: raw.storage.path,
+            cache_bytes: positive("storage.cache_mb", raw.storage.cache_mb)? * 1024 * 1024,
             sms: gateway(
                 "sms",
                 &raw.sms.url,
@@ -702,6 +712,7 @@ year = 2026
         assert_eq!(config.reply_window, Duration::from_secs(72 * 3600));
         assert_eq!(config.agencies[0].types.len(), 6);
         assert_eq!(config.operators[0].role, Role::Operator);
+        assert_eq!(config.cache_bytes, storage::store::DEFAULT_CACHE_BYTES);
     }
 
     #[test]
@@ -725,6 +736,7 @@ year = 2026
         check(("role = \"operator\"", "role = \"root\""), "role");
         check(("year = 2026", "year = 1990"), "programs.year");
         check(("[storage]", "[storage]\nspeed = 3"), "speed");
+        check(("[storage]", "[storage]\ncache_mb = 0"), "storage.cache_mb");
         check(
             ("name = \"population\"", "name = \"weather\""),
             "agency[0].types",

@@ -232,6 +232,9 @@ const META_RULES_IN_FORCE: &[u8] = b"rules_in_force";
 /// Set once every family has its scoring projection: from the store's creation,
 /// or when the backfill of a store written before projections existed ends.
 const META_SCORING_COMPLETE: &[u8] = b"scoring_complete";
+/// sled's page cache unless the configuration says otherwise (`storage.cache_mb`).
+pub const DEFAULT_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
 /// How long [`Store::open`] waits for a lock that this process is releasing.
 pub const OPEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -576,11 +579,17 @@ impl Store {
     /// again for up to [`OPEN_LOCK_WAIT`]. A store held by another process stays
     /// an error.
     pub fn open(path: &Path) -> Result<Store> {
+        Store::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with a page cache of `cache_bytes` (sled's estimate of
+    /// what it holds; the process holds more, see BENCHMARKS.md).
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store> {
         let deadline = std::time::Instant::now() + OPEN_LOCK_WAIT;
         loop {
             let opened = sled::Config::new()
                 .path(path)
-                .cache_capacity(256 * 1024 * 1024)
+                .cache_capacity(cache_bytes as u64)
                 .open();
             match opened {
                 Err(sled::Error::Io(error))
