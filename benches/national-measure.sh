@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Measures `dfm serve` on a loaded national store, from outside, as operators and
-# agencies would: restart to serving, RSS, GET /v1/stats and GET /v1/families/{id}
-# latencies (idle, then while a feed runs), the feed's accepted rate, one what-if,
-# one full re-score after a catalogue change, and a second restart.
+# agencies would: sled's own memory on the store, restart to serving, RSS,
+# GET /v1/stats and GET /v1/families/{id} latencies (idle, then while a feed
+# runs), the feed's accepted rate, one what-if, one full re-score after a
+# catalogue change, a second restart after a clean stop, and a restart after
+# SIGKILL in the middle of a feed.
 #
 # Usage: benches/national-measure.sh DIR FAMILIES
 #   DIR holds dfm.toml (storage.path and programs.catalogue absolute) and a store
 #   loaded with `dfm generate --families FAMILIES --seed 1 | dfm load`.
+#   PERF=1 also records `perf` profiles of the what-if, the re-score and the
+#   restart after SIGKILL into DIR/*.perf (`perf report -i …`).
 # Writes its figures to stdout and the service's output to DIR/serve.{out,err}.
 set -euo pipefail
 dir=$1
@@ -27,6 +31,7 @@ serve() {
   start=$(date +%s.%N)
   RUST_LOG=warn "$dfm" serve --config serve.toml > serve.out 2>> serve.err &
   pid=$!
+  [ -n "${1:-}" ] && profile "$1" 20
   while ! grep -q serving serve.out 2>/dev/null; do
     kill -0 "$pid" 2>/dev/null || { echo "serve did not start:"; tail -3 serve.err; exit 1; }
     sleep 0.05
@@ -35,6 +40,11 @@ serve() {
   echo "restart to serving: $(echo "$ready - $start" | bc) s"
   public=$(grep -o 'public=http://[0-9.:]*' serve.out | cut -d= -f2)
   admin=$(grep -o 'admin=http://[0-9.:]*' serve.out | cut -d= -f2)
+}
+# profile NAME SECONDS: perf samples of the service for SECONDS, in the background.
+profile() {
+  [ "${PERF:-0}" = 1 ] || return 0
+  perf record -g -F 499 -o "$1.perf" -p "$pid" -- sleep "$2" > /dev/null 2>&1 &
 }
 rss() { echo "VmRSS $1: $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$pid/status)"; }
 latencies() {
@@ -76,6 +86,8 @@ http.server.ThreadingHTTPServer(("127.0.0.1", 9001), Sink).serve_forever()
 sink=$!
 trap 'kill $sink 2>/dev/null || true' EXIT
 
+store=$(sed -n 's/^path *= *"\(.*\)".*/\1/p' serve.toml | head -1)
+echo "sled alone on this store (opened; then every scoring projection read): $("$dfm" bench rss-probe --kind store --store "$store" --families "$families")"
 serve
 rss "after start"
 sleep 5
@@ -89,6 +101,7 @@ python3 "$here/feed-under-load.py" --public "$public" --admin "$admin" --config 
 wait_applied "$(date +%s.%N)"
 rss "after the feed"
 
+profile whatif 60
 t0=$(date +%s.%N)
 curl -s -m 1800 -X POST -H "Authorization: Bearer alice-secret" -H "Content-Type: application/json" \
   -d '{"patch_toml":"[[program]]\ncode = \"large_family\"\nmin_children = 3\namounts_mci = [\"12.00\", \"16.03\", \"20.04\", \"24.05\", \"28.06\"]\n"}' \
@@ -107,6 +120,7 @@ assert block, "no large_family program"
 changed = re.sub(r'min_children = \d+', 'min_children = 3', block.group(0))
 open(path, "w").write(text.replace(block.group(0), changed))
 EOF
+profile rescore 120
 t0=$(date +%s.%N)
 curl -s -m 1800 -X POST -H "Authorization: Bearer alice-secret" "$admin/v1/rules/reload" > reload.json
 t1=$(date +%s.%N)
@@ -114,8 +128,22 @@ echo "re-score after the catalogue change: scan $(echo "$t1 - $t0" | bc) s; $(ca
 wait_applied "$t0"
 rss "after the re-score"
 
+t0=$(date +%s.%N)
 kill -TERM "$pid"; wait "$pid" || true
-echo "clean stop"
+echo "clean stop (drain, flush, sled's snapshot): $(echo "$(date +%s.%N) - $t0" | bc) s"
 serve
 rss "after the second start"
+
+# A crash in the middle of a feed: the next start replays sled's log since the
+# last opening, then the unapplied feed.
+python3 "$here/feed-under-load.py" --public "$public" --admin "$admin" --config serve.toml \
+  --events feed.ndjson --prefix "k$(date +%s)-" --families-stored "$families" > /dev/null &
+feeder=$!
+sleep 20
+kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
+kill "$feeder" 2>/dev/null || true; wait "$feeder" 2>/dev/null || true
+echo "killed with SIGKILL 20 s into a feed"
+serve crash-restart
+rss "after the restart"
+wait_applied "$(date +%s.%N)"
 kill -TERM "$pid"; wait "$pid" || true

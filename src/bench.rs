@@ -258,6 +258,9 @@ enum ProbeKind {
     Service,
     /// A raw sled database of 1 KiB records.
     Raw,
+    /// A loaded dfm store opened by sled alone, then every scoring projection
+    /// read (as a what-if does): what sled itself holds on that store.
+    Store,
 }
 
 impl ProbeKind {
@@ -265,6 +268,7 @@ impl ProbeKind {
         match self {
             ProbeKind::Service => "service",
             ProbeKind::Raw => "raw",
+            ProbeKind::Store => "store",
         }
     }
 }
@@ -288,6 +292,7 @@ pub fn run(arguments: BenchArgs) -> anyhow::Result<()> {
                         probe_service(&arguments.store, arguments.families).await?
                     }
                     ProbeKind::Raw => probe_raw(&arguments.store, arguments.families)?,
+                    ProbeKind::Store => probe_store(&arguments.store)?,
                 };
                 println!("{}", figures.to_line());
                 Ok(())
@@ -1552,6 +1557,34 @@ async fn for_each_url(
 
 /// In a fresh process: opens the raw database the way dfm opens its store and
 /// reads a sample of records.
+/// `dfm bench rss-probe --kind store --store DIR --families N`: sled's own
+/// memory on a loaded store, the floor under the service's (BENCHMARKS.md).
+fn probe_store(store_path: &Path) -> anyhow::Result<ProbeFigures> {
+    let start_kib = vm_rss_kib()?;
+    let store =
+        Store::open(store_path).with_context(|| format!("cannot open {}", store_path.display()))?;
+    let opened_kib = vm_rss_kib()?;
+    let mut cursor: Option<String> = None;
+    let mut read = 0u64;
+    loop {
+        let (values, last) = store.projection_values_after(cursor.as_deref(), 8_192)?;
+        read += values.len() as u64;
+        match last {
+            Some(last) => cursor = Some(last),
+            None => break,
+        }
+    }
+    let read_kib = vm_rss_kib()?;
+    Ok(ProbeFigures {
+        start_kib,
+        opened_kib,
+        read_kib,
+        activated_kib: read_kib,
+        active: read,
+        size_on_disk: store.size_on_disk()?,
+    })
+}
+
 fn probe_raw(store_path: &Path, families: u64) -> anyhow::Result<ProbeFigures> {
     let start_kib = vm_rss_kib()?;
     let store =
