@@ -78,6 +78,12 @@ struct DirectoryInner {
 /// each other.
 pub const DIRECTORY_SHARDS: usize = 16;
 
+/// Threads that read a batch's inactive families at once (see
+/// `Dispatcher::prefetch`): disk reads in flight, not cores.
+const PREFETCH_THREADS: usize = 16;
+/// Inactive families a prefetch thread is worth starting for.
+const PREFETCH_PER_THREAD_MIN: usize = 8;
+
 /// Who is active, and where: a sharded `FamilyId → Addr` map with a recency
 /// order per shard.
 pub struct Directory {
@@ -478,6 +484,7 @@ impl Dispatcher {
             .into_iter()
             .map(|(family_id, inputs)| (family_id, Arc::from(inputs)))
             .collect();
+        self.prefetch(&batch);
         loop {
             let results: Vec<(usize, Result<FamilyCommit, FamilyError>)> =
                 stream::iter(batch.iter().cloned().enumerate())
@@ -556,6 +563,23 @@ impl Dispatcher {
             if payments_deferred {
                 environment.bank.do_send(crate::bank::ResumeOutbox);
             }
+        }
+    }
+
+    /// A national store does not fit in memory, so activating a family waits on
+    /// the disk, and activations happen one at a time on this thread (at 6
+    /// million families a re-score applied 3,100 families/s with the process
+    /// mostly idle). Reading the batch's inactive families on many threads first
+    /// takes those waits side by side.
+    fn prefetch(&self, batch: &[(FamilyId, Inputs)]) {
+        let cold: Vec<&FamilyId> = batch
+            .iter()
+            .map(|(family_id, _)| family_id)
+            .filter(|family_id| self.directory.active(family_id).is_none())
+            .collect();
+        let threads = (cold.len() / PREFETCH_PER_THREAD_MIN).min(PREFETCH_THREADS);
+        if threads >= 2 {
+            self.store.prefetch_families(&cold, threads);
         }
     }
 

@@ -882,6 +882,23 @@ impl Store {
             .transpose()
     }
 
+    /// Reads the records of `family_ids` on up to `threads` threads at once and
+    /// drops them: sled keeps them in its cache and the system in its page cache,
+    /// so that reading them next does not wait on the disk one at a time. Errors
+    /// are left to that next read.
+    pub fn prefetch_families(&self, family_ids: &[&FamilyId], threads: usize) {
+        let per_thread = family_ids.len().div_ceil(threads.max(1)).max(1);
+        std::thread::scope(|scope| {
+            for part in family_ids.chunks(per_thread) {
+                scope.spawn(move || {
+                    for family_id in part {
+                        let _ = self.trees.families.get(family_id.as_str().as_bytes());
+                    }
+                });
+            }
+        });
+    }
+
     /// Family records in id order after `after` (exclusive), at most `limit`.
     pub fn families_after(
         &self,
