@@ -212,7 +212,7 @@ impl Default for RawActors {
 }
 
 fn default_active_max() -> usize {
-    100_000
+    ::actors::dispatcher::ACTIVE_FAMILIES_MAX_DEFAULT
 }
 fn default_idle_after() -> String {
     "5m".to_owned()
