@@ -1404,6 +1404,24 @@ struct ProbeFigures {
 }
 
 impl ProbeFigures {
+    /// A probe that activates no actors: `count` is what it read (`active`).
+    fn without_actors(
+        start_kib: u64,
+        opened_kib: u64,
+        read_kib: u64,
+        count: u64,
+        store: &Store,
+    ) -> anyhow::Result<ProbeFigures> {
+        Ok(ProbeFigures {
+            start_kib,
+            opened_kib,
+            read_kib,
+            activated_kib: read_kib,
+            active: count,
+            size_on_disk: store.size_on_disk()?,
+        })
+    }
+
     fn delta_bytes(&self) -> u64 {
         self.activated_kib.saturating_sub(self.start_kib) * 1024
     }
@@ -1575,14 +1593,7 @@ fn probe_store(store_path: &Path) -> anyhow::Result<ProbeFigures> {
         }
     }
     let read_kib = vm_rss_kib()?;
-    Ok(ProbeFigures {
-        start_kib,
-        opened_kib,
-        read_kib,
-        activated_kib: read_kib,
-        active: read,
-        size_on_disk: store.size_on_disk()?,
-    })
+    ProbeFigures::without_actors(start_kib, opened_kib, read_kib, read, &store)
 }
 
 fn probe_raw(store_path: &Path, families: u64) -> anyhow::Result<ProbeFigures> {
@@ -1596,14 +1607,7 @@ fn probe_raw(store_path: &Path, families: u64) -> anyhow::Result<ProbeFigures> {
             .with_context(|| format!("raw record {index} is missing"))?;
     }
     let read_kib = vm_rss_kib()?;
-    Ok(ProbeFigures {
-        start_kib,
-        opened_kib,
-        read_kib,
-        activated_kib: read_kib,
-        active: 0,
-        size_on_disk: store.size_on_disk()?,
-    })
+    ProbeFigures::without_actors(start_kib, opened_kib, read_kib, 0, &store)
 }
 
 /// The id `dfm generate` gives family `index`.
