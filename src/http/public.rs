@@ -19,6 +19,7 @@ use crate::service::AppState;
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/v1/feeds/{agency}/events", web::post().to(feed))
+        .route("/v1/feeds/{agency}/events/{id}", web::get().to(feed_event))
         .route("/v1/sms/inbound", web::post().to(sms_inbound))
         .route(
             "/healthz",
@@ -41,6 +42,47 @@ struct FeedAnswer {
     accepted: usize,
     duplicates: usize,
     rejected: Vec<Rejected>,
+}
+
+/// The agency the path names, if the request carries its token.
+fn authorize_agency<'a>(
+    state: &'a AppState,
+    request: &HttpRequest,
+    name: &str,
+) -> Result<&'a crate::config::Agency, ApiError> {
+    state
+        .config
+        .agencies
+        .iter()
+        .find(|a| a.name == name)
+        .filter(|a| bearer(request).is_some_and(|token| same_secret(token, &a.token)))
+        .ok_or(ApiError::Unauthorized)
+}
+
+#[derive(Serialize)]
+struct EventStatus {
+    id: String,
+    seq: u64,
+    /// Applied to its family (or citizen) and written.
+    applied: bool,
+}
+
+/// An agency asks what became of one of its events (dfm's addition): 404 if
+/// dfm never accepted that id from it.
+async fn feed_event(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (agency_name, id) = path.into_inner();
+    let agency = authorize_agency(&state, &request, &agency_name)?;
+    let seq = state
+        .store
+        .feed_event_seq(&agency.name, &id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::NotFound(format!("no event {id} accepted from {agency_name}")))?;
+    let applied = seq <= state.store.applied_through().map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(EventStatus { id, seq, applied }))
 }
 
 /// Splits a body into events, each with its line (NDJSON) or array position,
@@ -86,13 +128,7 @@ async fn feed(
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let agency_name = agency.into_inner();
-    let agency = state
-        .config
-        .agencies
-        .iter()
-        .find(|a| a.name == agency_name)
-        .filter(|a| bearer(&request).is_some_and(|token| same_secret(token, &a.token)))
-        .ok_or(ApiError::Unauthorized)?;
+    let agency = authorize_agency(&state, &request, &agency_name)?;
     let backlog = state.store.backlog().map_err(ApiError::internal)?;
     if backlog >= state.config.log_backlog_max {
         state.metrics.inc("dfm_feed_busy_total", &[]);

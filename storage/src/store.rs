@@ -701,6 +701,21 @@ impl Store {
         Ok(appended)
     }
 
+    /// The sequence number the feed gave an agency's event id, if it accepted
+    /// one with that id (ids loaded by `dfm load` are not kept).
+    pub fn feed_event_seq(&self, agency: &str, id: &str) -> Result<Option<u64>> {
+        let key = dedup_key(agency, id);
+        match self.trees.feed.get(&key)? {
+            Some(value) => {
+                let bytes: [u8; 8] = value.as_ref().try_into().map_err(|_| {
+                    corrupt("feed", &key, "an event id's sequence number is not 8 bytes")
+                })?;
+                Ok(Some(u64::from_be_bytes(bytes)))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Appends internal entries (SMS replies, timers, payment outcomes, cycles,
     /// operator actions). Not durable until a flush.
     pub fn append_internal(&self, entries: &[LogEntry]) -> Result<Vec<u64>> {

@@ -213,6 +213,39 @@ async fn duplicates_count_once_and_bad_lines_are_rejected_alone() {
         ),
         (200, Some(0), Some(1))
     );
+    // The agency can ask what became of an event it sent: accepted (with its
+    // place in the log), then applied; an id it never sent, or a rejected one, is
+    // unknown; another agency's token is refused.
+    let status_of = |id: &str, token: &str| {
+        client()
+            .get(format!(
+                "{}/v1/feeds/population/events/{id}",
+                world.server.public
+            ))
+            .bearer_auth(token)
+            .send()
+    };
+    let applied = eventually("d-1 applied", Duration::from_secs(10), || async {
+        let answer: serde_json::Value = status_of("d-1", POPULATION)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (answer["applied"] == true).then_some(answer)
+    })
+    .await;
+    assert_eq!(applied["id"], "d-1");
+    assert!(applied["seq"].as_u64().unwrap() > 0, "{applied}");
+    assert_eq!(status_of("d-2", POPULATION).await.unwrap().status(), 404);
+    assert_eq!(
+        status_of("never-sent", POPULATION).await.unwrap().status(),
+        404
+    );
+    assert_eq!(
+        status_of("d-1", "income-secret").await.unwrap().status(),
+        401
+    );
 }
 
 #[actix_rt::test]
