@@ -1169,13 +1169,16 @@ mod tests {
         let text = std::fs::read_to_string(catalogue()).unwrap();
         let tsa = text.find("\n[[program]]\ncode = \"tsa\"").unwrap();
         let without_tsa = Rules::from_toml_str(&text[..tsa], 2026).unwrap();
-        let mut tally = WhatIfTally::new(&Proposal::new(&[&current], &without_tsa));
-        for value in &projections {
-            let projection = storage::Store::decode_projection(value).unwrap();
-            let today = local_date(chrono::Utc::now());
-            let proposal = Proposal::new(&[&current], &without_tsa);
+        let today = local_date(chrono::Utc::now());
+        let decoded: Vec<_> = projections
+            .iter()
+            .map(|value| storage::Store::decode_projection(value).unwrap())
+            .collect();
+        let dropping_tsa = Proposal::new(&[&current], &without_tsa);
+        let mut tally = WhatIfTally::new(&dropping_tsa);
+        for projection in &decoded {
             tally.add(
-                &proposal,
+                &dropping_tsa,
                 &projection.inputs,
                 projection.outcome.as_ref(),
                 today,
@@ -1209,9 +1212,7 @@ mod tests {
                 ),
             ]);
         let running_alone = Proposal::new(&[&restarted_with], &restarted_with);
-        let unseen = projections.iter().all(|value| {
-            let projection = storage::Store::decode_projection(value).unwrap();
-            let today = local_date(chrono::Utc::now());
+        let unseen = decoded.iter().all(|projection| {
             !running_alone.changes_outcome(&projection.inputs, projection.outcome.as_ref(), today)
         });
         assert!(
@@ -1235,8 +1236,8 @@ mod tests {
                     "the stored outcome is the current rules' at its time"
                 );
                 let whole = evaluate(&record, &proposed, now);
-                let projection = storage::Store::decode_projection(&projections[index]).unwrap();
-                assert_eq!(projection, record.scoring_projection());
+                let projection = &decoded[index];
+                assert_eq!(projection, &record.scoring_projection());
                 let (inputs, outcome) = (&projection.inputs, projection.outcome.as_ref());
                 let (level, benefits) = proposal.outcome(inputs, outcome, today);
                 assert_eq!(level, whole.level, "{patch}: {}", record.family_id);
