@@ -4,6 +4,7 @@
 //! in. It imports no actix and knows nothing of HTTP; the `actors` crate decides,
 //! this crate remembers.
 
+pub mod citizen_index;
 pub mod codec;
 pub mod event;
 pub mod ids;

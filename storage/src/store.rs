@@ -38,7 +38,7 @@
 //! | `feed` | `C` + last seq (u64 BE) / `D` + agency + `\0` + event id / `S` + inbound SMS id | the [`LogEntry`]s of one append / seq / seq |
 //! | `families` | family id | [`FamilyRecord`] |
 //! | `orphans` | IIN | [`CitizenFacts`] of a citizen in no family |
-//! | `citizen_family` | IIN | family id (the routing index) |
+//! | `citizen_buckets` | bucket number (u32 BE) | the routing index: citizens' families, packed ([`crate::citizen_index`]) |
 //! | `meta` | name | u64 watermarks |
 //! | `sms_outbox` | reference | [`SmsOrder`] |
 //! | `payment_outbox` | reference id | [`PaymentOrder`] |
@@ -59,6 +59,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::citizen_index;
 use crate::codec::{decode, encode};
 use crate::event::{LogEntry, TimerKind};
 use crate::ids::{FamilyId, Iin, Phone};
@@ -212,7 +213,7 @@ const TREE_NAMES: [&str; 14] = [
     "feed",
     "families",
     "orphans",
-    "citizen_family",
+    "citizen_buckets",
     "meta",
     "sms_outbox",
     "payment_outbox",
@@ -403,7 +404,8 @@ struct Trees {
     feed: sled::Tree,
     families: sled::Tree,
     orphans: sled::Tree,
-    citizen_family: sled::Tree,
+    /// The citizen → family index, in buckets ([`crate::citizen_index`]).
+    citizen_buckets: sled::Tree,
     meta: sled::Tree,
     sms_outbox: sled::Tree,
     payment_outbox: sled::Tree,
@@ -614,7 +616,7 @@ impl Store {
             feed: open(TREE_NAMES[0])?,
             families: open(TREE_NAMES[1])?,
             orphans: open(TREE_NAMES[2])?,
-            citizen_family: open(TREE_NAMES[3])?,
+            citizen_buckets: open(TREE_NAMES[3])?,
             meta: open(TREE_NAMES[4])?,
             sms_outbox: open(TREE_NAMES[5])?,
             payment_outbox: open(TREE_NAMES[6])?,
@@ -630,6 +632,7 @@ impl Store {
             trees.meta.insert(META_SCORING_COMPLETE, &[][..])?;
         }
         migrate_single_entries(&trees.feed)?;
+        migrate_citizen_family(&db, &trees.citizen_buckets)?;
         let last_log = trees
             .feed
             .scan_prefix(b"C")
@@ -772,15 +775,6 @@ impl Store {
             let key = facts.iin.as_str().as_bytes().to_vec();
             writes.orphans.insert(key, Some(encode(facts)));
         }
-        let mut citizen_family = sled::Batch::default();
-        for (iin, family_id) in index {
-            match family_id {
-                Some(family_id) => {
-                    citizen_family.insert(iin.as_str().as_bytes(), family_id.as_str().as_bytes())
-                }
-                None => citizen_family.remove(iin.as_str().as_bytes()),
-            }
-        }
         let mut families = sled::Batch::default();
         let mut scoring = sled::Batch::default();
         for (key, (record, projection)) in &writes.families {
@@ -792,7 +786,14 @@ impl Store {
         for (tree, tree_writes) in writes.side_tables(t) {
             tree.apply_batch(batch_of(tree_writes))?;
         }
-        t.citizen_family.apply_batch(citizen_family)?;
+        let mut buckets = sled::Batch::default();
+        for (key, bucket) in index_changes(&t.citizen_buckets, index)? {
+            match bucket {
+                Some(bucket) => buckets.insert(&key[..], bucket),
+                None => buckets.remove(&key[..]),
+            }
+        }
+        t.citizen_buckets.apply_batch(buckets)?;
         self.add_counters(&writes.counters)?;
         Ok(())
     }
@@ -897,17 +898,20 @@ impl Store {
             .transpose()
     }
 
-    /// Reads the records of `family_ids` on up to `threads` threads at once and
-    /// drops them: sled keeps them in its cache and the system in its page cache,
-    /// so that reading them next does not wait on the disk one at a time. Errors
-    /// are left to that next read.
+    /// Reads the records and projections of `family_ids` on up to `threads`
+    /// threads at once and drops them: sled keeps them in its cache and the
+    /// system in its page cache, so that activating the families and writing
+    /// their commits next does not wait on the disk one at a time. Errors are
+    /// left to those next reads.
     pub fn prefetch_families(&self, family_ids: &[&FamilyId], threads: usize) {
         let per_thread = family_ids.len().div_ceil(threads.max(1)).max(1);
         std::thread::scope(|scope| {
             for part in family_ids.chunks(per_thread) {
                 scope.spawn(move || {
                     for family_id in part {
-                        let _ = self.trees.families.get(family_id.as_str().as_bytes());
+                        let key = family_id.as_str().as_bytes();
+                        let _ = self.trees.families.get(key);
+                        let _ = self.trees.scoring.get(key);
                     }
                 });
             }
@@ -1012,34 +1016,45 @@ impl Store {
     }
 
     pub fn family_of(&self, iin: &Iin) -> Result<Option<FamilyId>> {
-        let key = iin.as_str().as_bytes();
-        match self.trees.citizen_family.get(key)? {
+        let key = citizen_index::bucket_key(iin);
+        match self.trees.citizen_buckets.get(key)? {
             None => Ok(None),
-            Some(value) => std::str::from_utf8(&value)
-                .ok()
-                .and_then(|text| text.parse().ok())
-                .map(Some)
-                .ok_or_else(|| corrupt("citizen_family", key, "not a family id")),
+            Some(bucket) => citizen_index::find(&bucket, iin).map_err(|e| bucket_corrupt(key, e)),
         }
     }
 
+    /// Puts a citizen in a family's, or out of the index. Safe beside other
+    /// writers of the same bucket: the bucket is swapped only if unchanged.
     pub fn set_family_of(&self, iin: &Iin, family_id: Option<&FamilyId>) -> Result<()> {
-        let key = iin.as_str().as_bytes();
-        match family_id {
-            Some(family_id) => {
-                self.trees
-                    .citizen_family
-                    .insert(key, family_id.as_str().as_bytes())?;
-            }
-            None => {
-                self.trees.citizen_family.remove(key)?;
+        let key = citizen_index::bucket_key(iin);
+        let change = [(*iin, family_id.cloned())];
+        loop {
+            let current = self.trees.citizen_buckets.get(key)?;
+            let new = citizen_index::with_changes(current.as_deref(), &change)
+                .map_err(|e| bucket_corrupt(key, e))?;
+            if self
+                .trees
+                .citizen_buckets
+                .compare_and_swap(key, current, new)?
+                .is_ok()
+            {
+                return Ok(());
             }
         }
-        Ok(())
     }
 
-    pub fn citizen_count(&self) -> usize {
-        self.trees.citizen_family.len()
+    /// How many citizens the index holds. Reads every bucket.
+    pub fn citizen_count(&self) -> Result<usize> {
+        let mut citizens = 0;
+        for item in self.trees.citizen_buckets.iter() {
+            let (key, bucket) = item?;
+            let key: [u8; 4] = key
+                .as_ref()
+                .try_into()
+                .map_err(|_| corrupt("citizen_buckets", &key, "a bucket number is 4 bytes"))?;
+            citizens += citizen_index::count(&bucket).map_err(|e| bucket_corrupt(key, e))?;
+        }
+        Ok(citizens)
     }
 
     /// Writes one family's changes outside a dispatch batch (an input retried on
@@ -1359,6 +1374,100 @@ fn migrate_single_entries(feed: &sled::Tree) -> Result<()> {
         feed.insert(log_key(seq), encode(&chunk))?;
         feed.remove(key)?;
     }
+    Ok(())
+}
+
+fn bucket_corrupt(key: [u8; 4], error: citizen_index::BucketError) -> StoreError {
+    StoreError::Corrupt {
+        tree: "citizen_buckets",
+        key: format!("bucket {}", u32::from_be_bytes(key)),
+        reason: error.to_string(),
+    }
+}
+
+/// A bucket's key and its new value (None: remove it).
+type BucketWrite = ([u8; 4], Option<Vec<u8>>);
+
+/// The buckets that citizen-index changes (each citizen to a family, or out of
+/// the index) give: each bucket they touch read and changed once, with its new
+/// value (None: empty, to be removed). For a single writer (the bulk load, the
+/// migration below), which writes them.
+fn index_changes(
+    buckets: &sled::Tree,
+    changes: &[(Iin, Option<FamilyId>)],
+) -> Result<Vec<BucketWrite>> {
+    let mut by_bucket: BTreeMap<[u8; 4], Vec<(Iin, Option<FamilyId>)>> = BTreeMap::new();
+    for change in changes {
+        by_bucket
+            .entry(citizen_index::bucket_key(&change.0))
+            .or_default()
+            .push(change.clone());
+    }
+    by_bucket
+        .into_iter()
+        .map(|(key, changes)| {
+            let current = buckets.get(key)?;
+            let bucket = citizen_index::with_changes(current.as_deref(), &changes)
+                .map_err(|e| bucket_corrupt(key, e))?;
+            Ok((key, bucket))
+        })
+        .collect()
+}
+
+/// Index entries moved per step of [`migrate_citizen_family`].
+const MIGRATION_CHUNK: usize = 100_000;
+
+/// Moves the index of a store written before it had buckets (one key per
+/// citizen in the `citizen_family` tree) into buckets, a chunk at a time, then
+/// drops the old tree. Safe to interrupt: old keys go only after their buckets
+/// are written, and writing an entry twice is writing it once.
+fn migrate_citizen_family(db: &sled::Db, buckets: &sled::Tree) -> Result<()> {
+    const OLD: &str = "citizen_family";
+    if !db.tree_names().iter().any(|name| name == OLD.as_bytes()) {
+        return Ok(());
+    }
+    let old = db.open_tree(OLD)?;
+    tracing::info!(
+        citizens = old.len(),
+        "moving the citizen index into buckets, once (about 25 s a million citizens)"
+    );
+    loop {
+        let chunk = old
+            .iter()
+            .take(MIGRATION_CHUNK)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if chunk.is_empty() {
+            break;
+        }
+        let mut changes = Vec::with_capacity(chunk.len());
+        let mut old_keys = Vec::with_capacity(chunk.len());
+        for (key, value) in chunk {
+            // The key is an IIN: never put it in an error.
+            let iin = std::str::from_utf8(&key)
+                .ok()
+                .and_then(|text| Iin::parse(text).ok())
+                .ok_or_else(|| corrupt(OLD, b"(an index key)", "not an IIN"))?;
+            let family = std::str::from_utf8(&value)
+                .ok()
+                .and_then(|text| FamilyId::parse(text).ok())
+                .ok_or_else(|| corrupt(OLD, b"(an index key)", "not a family id"))?;
+            changes.push((iin, Some(family)));
+            old_keys.push(key);
+        }
+        // One write at a time: `serve` opens stores, and after a batch sled
+        // 0.34 takes a global lock for every operation (ARCHITECTURE.md).
+        for (key, bucket) in index_changes(buckets, &changes)? {
+            match bucket {
+                Some(bucket) => buckets.insert(key, bucket)?,
+                None => buckets.remove(key)?,
+            };
+        }
+        for key in old_keys {
+            old.remove(key)?;
+        }
+    }
+    db.drop_tree(OLD)?;
+    tracing::info!("the citizen index is in buckets");
     Ok(())
 }
 
@@ -2263,9 +2372,10 @@ mod tests {
             .set_family_of(&iin(), Some(&family_id("fam-1")))
             .unwrap();
         assert_eq!(store.family_of(&iin()).unwrap(), Some(family_id("fam-1")));
-        assert_eq!(store.citizen_count(), 1);
+        assert_eq!(store.citizen_count().unwrap(), 1);
         store.set_family_of(&iin(), None).unwrap();
         assert_eq!(store.family_of(&iin()).unwrap(), None);
+        assert_eq!(store.citizen_count().unwrap(), 0);
 
         let record = QuarantineRecord {
             seq: 12,
@@ -2284,6 +2394,36 @@ mod tests {
             store.stats().unwrap(),
             counters(&[("citizens", 5), ("families", 1)])
         );
+    }
+
+    #[test]
+    fn an_index_of_one_key_per_citizen_is_moved_into_buckets_on_opening() {
+        let directory = tempfile::tempdir().unwrap();
+        let born = chrono::NaiveDate::from_ymd_opt(1984, 3, 9).unwrap();
+        let iins: Vec<Iin> = (0..250)
+            .filter_map(|serial| Iin::from_parts(born, crate::ids::Sex::Male, serial))
+            .collect();
+        {
+            let store = Store::open(directory.path()).unwrap();
+            let old = store.db().open_tree("citizen_family").unwrap();
+            for (n, iin) in iins.iter().enumerate() {
+                let family = format!("fam-{}", n % 7);
+                old.insert(iin.as_str().as_bytes(), family.as_bytes())
+                    .unwrap();
+            }
+            store.flush().unwrap();
+        }
+        let store = Store::open(directory.path()).unwrap();
+        for (n, iin) in iins.iter().enumerate() {
+            let family = family_id(&format!("fam-{}", n % 7));
+            assert_eq!(store.family_of(iin).unwrap(), Some(family));
+        }
+        assert_eq!(store.citizen_count().unwrap(), iins.len());
+        assert!(!store
+            .db()
+            .tree_names()
+            .iter()
+            .any(|name| name == b"citizen_family"));
     }
 
     #[test]
