@@ -46,7 +46,7 @@ profile() {
   [ "${PERF:-0}" = 1 ] || return 0
   perf record -g -F 499 -o "$1.perf" -p "$pid" -- sleep "$2" > /dev/null 2>&1 &
 }
-rss() { echo "VmRSS $1: $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$pid/status)"; }
+rss() { echo "VmRSS $1: $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$pid/status) (peak so far $(awk '/VmHWM/ {print $2/1024 " MB"}' /proc/$pid/status))"; }
 latencies() {
   for _ in $(seq 1 200); do
     curl -s -o /dev/null -w "%{time_total}\n" -H "Authorization: Bearer alice-secret" "$admin/v1/stats"

@@ -42,6 +42,6 @@ curl -s -m 1800 -X POST -H "Authorization: Bearer alice-secret" "$admin/v1/rules
 echo "scan $(echo "$(date +%s.%N) - $t0" | bc) s"
 sleep 1
 until curl -s -m 60 -H "Authorization: Bearer alice-secret" "$admin/metrics" | grep -q '^dfm_log_backlog 0$'; do sleep 1; done
-echo "all applied $(echo "$(date +%s.%N) - $t0" | bc) s after the request; RSS $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$pid/status)"
+echo "all applied $(echo "$(date +%s.%N) - $t0" | bc) s after the request; RSS $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$pid/status), peak $(awk '/VmHWM/ {print $2/1024 " MB"}' /proc/$pid/status)"
 kill -TERM "$pid"; wait "$pid"
 kill "$sink"

@@ -79,6 +79,7 @@ struct RawServer {
     events_per_request_max: usize,
     #[serde(default = "default_log_backlog_max")]
     log_backlog_max: u64,
+    agency_backlog_max: Option<u64>,
     #[serde(default = "default_workers")]
     workers: usize,
 }
@@ -286,6 +287,9 @@ pub struct Config {
     pub events_per_request_max: usize,
     /// Accepted-but-unapplied log entries beyond which feeds get 503.
     pub log_backlog_max: u64,
+    /// One agency's accepted-but-unapplied events beyond which its feeds get
+    /// 503 (half of `log_backlog_max` unless set).
+    pub agency_backlog_max: u64,
     pub workers: usize,
     pub storage_path: PathBuf,
     /// sled's page cache, in bytes.
@@ -557,6 +561,11 @@ impl Config {
                 raw.server.events_per_request_max,
             )?,
             log_backlog_max: raw.server.log_backlog_max.max(1),
+            agency_backlog_max: match raw.server.agency_backlog_max {
+                Some(0) => return Err(invalid("server.agency_backlog_max", "must be at least 1")),
+                Some(max) => max,
+                None => raw.server.log_backlog_max.max(1).div_ceil(2),
+            },
             workers: positive("server.workers", raw.server.workers)?,
             storage_path: raw.storage.path,
             cache_bytes: positive("storage.cache_mb", raw.storage.cache_mb)? * 1024 * 1024,
@@ -713,6 +722,7 @@ year = 2026
         assert_eq!(config.agencies[0].types.len(), 6);
         assert_eq!(config.operators[0].role, Role::Operator);
         assert_eq!(config.cache_bytes, storage::store::DEFAULT_CACHE_BYTES);
+        assert_eq!(config.agency_backlog_max, config.log_backlog_max / 2);
     }
 
     #[test]
@@ -737,6 +747,10 @@ year = 2026
         check(("year = 2026", "year = 1990"), "programs.year");
         check(("[storage]", "[storage]\nspeed = 3"), "speed");
         check(("[storage]", "[storage]\ncache_mb = 0"), "storage.cache_mb");
+        check(
+            ("[server]", "[server]\nagency_backlog_max = 0"),
+            "server.agency_backlog_max",
+        );
         check(
             ("name = \"population\"", "name = \"weather\""),
             "agency[0].types",

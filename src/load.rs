@@ -4,7 +4,8 @@
 //! without the log and without actors: it keeps a window of families in memory,
 //! routes events the way the dispatcher does (citizen index, orphan facts,
 //! membership moves), runs the same pure `process` step once per family per
-//! window on every core, and writes each window with one sled batch per tree.
+//! window on every core, and writes each window with one sled batch per tree
+//! (the citizen index every [`LOAD_INDEX_CITIZENS`] entries, and at the end).
 //! SMS and payments decided during the load stay in their outboxes for `serve`.
 //! Nothing is flushed before the end.
 //!
@@ -33,8 +34,13 @@ pub const LOAD_CHUNK_EVENTS: usize = 20_000;
 pub const LOAD_CHANNEL_CHUNKS: usize = 4;
 /// Families held in memory before a window is written.
 pub const LOAD_WINDOW_FAMILIES: usize = 20_000;
-/// Citizen-index and orphan entries held before a window is written.
+/// Orphan entries held before a window is written.
 pub const LOAD_WINDOW_CITIZENS: usize = 400_000;
+/// Citizen-index entries held across windows before they are written (about
+/// 80 bytes each). The index is packed in buckets, and each write of an entry
+/// rewrites its whole bucket: written with each window of 20,000 families, a
+/// national load rewrote every bucket once per citizen in it.
+pub const LOAD_INDEX_CITIZENS: usize = 2_000_000;
 
 /// What a bulk load did.
 #[derive(Debug, Clone)]
@@ -282,11 +288,13 @@ impl Window<'_> {
 
     fn is_full(&self) -> bool {
         self.pending.len() >= LOAD_WINDOW_FAMILIES
-            || self.index.len() + self.orphans.len() >= LOAD_WINDOW_CITIZENS
+            || self.orphans.len() >= LOAD_WINDOW_CITIZENS
+            || self.index.len() >= LOAD_INDEX_CITIZENS
     }
 
-    /// Processes every pending family on all cores and writes the window.
-    fn write(&mut self) -> anyhow::Result<()> {
+    /// Processes every pending family on all cores and writes the window; the
+    /// citizen index too when it is full or `last`.
+    fn write(&mut self, last: bool) -> anyhow::Result<()> {
         let order = std::mem::take(&mut self.order);
         let mut pending = std::mem::take(&mut self.pending);
         let work: Vec<(FamilyId, Vec<(u64, FamilyInput)>)> = order
@@ -319,7 +327,12 @@ impl Window<'_> {
             }
             Ok::<_, anyhow::Error>(commits)
         })?;
-        let index: Vec<(Iin, Option<FamilyId>)> = self.index.drain().collect();
+        let index: Vec<(Iin, Option<FamilyId>)> = if last || self.index.len() >= LOAD_INDEX_CITIZENS
+        {
+            self.index.drain().collect()
+        } else {
+            Vec::new()
+        };
         let orphans: Vec<CitizenFacts> = self.orphans.drain().map(|(_, facts)| facts).collect();
         self.store.bulk_write(&commits, &index, &orphans)?;
         self.taken.clear();
@@ -359,13 +372,13 @@ pub fn load_file(config: &Config, file: std::fs::File) -> anyhow::Result<LoadRep
             accepted += 1;
         }
         if window.is_full() {
-            window.write()?;
+            window.write(false)?;
         }
     }
     let rejected = parser
         .join()
         .map_err(|_| anyhow::anyhow!("the reader thread panicked"))??;
-    window.write()?;
+    window.write(true)?;
     store.set_applied_through(store.last_seq())?;
     if !store.projections_complete()? {
         crate::service::build_projections(&store)?;

@@ -42,6 +42,7 @@ pub struct AppState {
     pub notifier: Addr<Notifier>,
     /// The catalogue's text as loaded, the base that what-if patches change.
     pub catalogue_text: RwLock<String>,
+    pub agency_backlog: crate::http::public::AgencyBacklog,
 }
 
 impl AppState {
@@ -218,6 +219,7 @@ pub async fn start_with_store(
         clock,
         notifier,
         catalogue_text: RwLock::new(std::fs::read_to_string(&config.catalogue).unwrap_or_default()),
+        agency_backlog: Default::default(),
     });
     let public_state = state.clone();
     let body_limit = config.body_bytes_max;

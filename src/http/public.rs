@@ -4,6 +4,8 @@
 //! event is validated alone: a bad one is rejected with its line and reason and
 //! the rest of the batch goes on. Nothing is half-applied on 400, 401, 413 or 503.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -29,6 +31,50 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 /// On every feed answer: accepted events not applied yet (dfm's addition).
 pub const BACKLOG_HEADER: &str = "X-Dfm-Backlog";
+
+/// Each agency's accepted events not applied yet, so that one agency's flood
+/// gets 503 at `server.agency_backlog_max` and leaves the rest of the shared
+/// backlog (`server.log_backlog_max`) to the others. Counted from what this
+/// process accepted: events accepted before a restart count toward the shared
+/// limit only.
+#[derive(Debug, Default)]
+pub struct AgencyBacklog {
+    agencies: Mutex<HashMap<String, Pending>>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// The last sequence number of each accepted append, and its events.
+    appends: BTreeMap<u64, u64>,
+    events: u64,
+}
+
+impl AgencyBacklog {
+    /// `agency`'s accepted events not applied yet, when everything through
+    /// `applied` is. Forgets the appends that are applied.
+    pub fn pending(&self, agency: &str, applied: u64) -> u64 {
+        let mut agencies = self.agencies.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(pending) = agencies.get_mut(agency) else {
+            return 0;
+        };
+        let later = pending.appends.split_off(&applied.saturating_add(1));
+        let done = std::mem::replace(&mut pending.appends, later);
+        pending.events -= done.values().sum::<u64>();
+        pending.events
+    }
+
+    /// Counts an append of `agency` (its sequence numbers, ascending).
+    pub fn accepted(&self, agency: &str, seqs: &[u64]) {
+        let Some(&last) = seqs.last() else {
+            return;
+        };
+        let count = u64::try_from(seqs.len()).unwrap_or(u64::MAX);
+        let mut agencies = self.agencies.lock().unwrap_or_else(|e| e.into_inner());
+        let pending = agencies.entry(agency.to_owned()).or_default();
+        *pending.appends.entry(last).or_insert(0) += count;
+        pending.events += count;
+    }
+}
 
 #[derive(Serialize)]
 struct Rejected {
@@ -131,9 +177,22 @@ async fn feed(
     let agency = authorize_agency(&state, &request, &agency_name)?;
     let backlog = state.store.backlog().map_err(ApiError::internal)?;
     if backlog >= state.config.log_backlog_max {
-        state.metrics.inc("dfm_feed_busy_total", &[]);
+        state
+            .metrics
+            .inc("dfm_feed_busy_total", &[("limit", "shared")]);
         return Err(ApiError::Busy(format!(
             "{backlog} accepted events are waiting to be applied; retry shortly"
+        )));
+    }
+    let applied = state.store.applied_through().map_err(ApiError::internal)?;
+    let own = state.agency_backlog.pending(&agency.name, applied);
+    if own >= state.config.agency_backlog_max {
+        state
+            .metrics
+            .inc("dfm_feed_busy_total", &[("limit", "agency")]);
+        return Err(ApiError::Busy(format!(
+            "{own} events of agency {} are waiting to be applied (at most {} an agency); retry shortly",
+            agency.name, state.config.agency_backlog_max
         )));
     }
     let events = parse_body(&body)?;
@@ -185,6 +244,7 @@ async fn feed(
         .store
         .append_feed(&agency.name, entries)
         .map_err(ApiError::internal)?;
+    state.agency_backlog.accepted(&agency.name, &appended.seqs);
     state
         .durability
         .durable()

@@ -1,6 +1,6 @@
 //! The agency feed API, black-box through the real binary: scoring after the
-//! feed, duplicates, rejected lines, 401/403/413, out-of-order facts, a
-//! panicking handler, and SIGKILL right after a 200.
+//! feed, duplicates, rejected lines, 401/403/413, one agency's flood (503),
+//! out-of-order facts, a panicking handler, and SIGKILL right after a 200.
 
 use std::time::Duration;
 
@@ -320,6 +320,93 @@ async fn tokens_bodies_and_limits_are_enforced() {
     assert_eq!(get(&world.server, "/v1/families/F1", VIEWER).await.0, 403);
     assert_eq!(get(&world.server, "/v1/families/F1", "nope").await.0, 401);
     assert_eq!(get(&world.server, "/v1/audit", OPERATOR).await.0, 403);
+}
+
+#[actix_rt::test]
+async fn a_flooding_agency_gets_503_and_the_others_go_on() {
+    // An agency may hold 100 unapplied events; the shared limit stays 500,000.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sms = SmsSimulator::start(SmsSimulatorOptions::default()).expect("sms simulator");
+    let bank = BankSimulator::start(BankSimulatorOptions::default()).expect("bank simulator");
+    let config = dir.path().join("dfm.toml");
+    let text = config_text(
+        &dir.path().join("store"),
+        &sms.url(),
+        &bank.url(),
+        ("72h", "48h"),
+        "",
+    )
+    .replacen(
+        "admin_addr = \"127.0.0.1:0\"\n",
+        "admin_addr = \"127.0.0.1:0\"\nagency_backlog_max = 100\n",
+        1,
+    );
+    std::fs::write(&config, text).expect("config written");
+    let server = Server::start(&config, &dir.path().join("dfm.log"));
+
+    // 20,000 incomes of 2,000 citizens in no family, in one request.
+    let flood: Vec<_> = (0..2_000u32)
+        .flat_map(|citizen| {
+            let born = chrono::NaiveDate::from_ymd_opt(1960, 1, 1).unwrap()
+                + chrono::Days::new(u64::from(citizen));
+            let person = iin(&born.to_string(), citizen % 2 == 0, 10);
+            (1..=10).map(move |month| {
+                event(
+                    &format!("flood-{citizen}-{month}"),
+                    "income.reported",
+                    json!({"iin": person, "month": format!("2026-{month:02}"), "amount": "100000.00", "source": "salary"}),
+                )
+            })
+        })
+        .collect();
+    let (status, answer) = feed(&server, "income", "income-secret", ndjson(&flood)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 20_000, "{answer}");
+
+    // Until they are applied, income's next request is refused with a reason
+    // and Retry-After; nothing of it is accepted.
+    let one_more = ndjson(&[event(
+        "flood-more",
+        "income.reported",
+        json!({"iin": iin("1961-01-01", true, 10), "month": "2026-10", "amount": "1.00", "source": "salary"}),
+    )]);
+    let response = client()
+        .post(format!("{}/v1/feeds/income/events", server.public))
+        .bearer_auth("income-secret")
+        .body(one_more.clone())
+        .send()
+        .await
+        .expect("feed request");
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(
+        response
+            .headers()
+            .get("Retry-After")
+            .map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    let refusal = response.text().await.unwrap();
+    assert!(refusal.contains("agency income"), "{refusal}");
+
+    // Another agency is not held back by income's flood.
+    let newborn = ndjson(&[event(
+        "born-1",
+        "citizen.registered",
+        json!({"iin": iin("2026-10-01", false, 10), "full_name": "N", "birth_date": "2026-10-01", "sex": "female"}),
+    )]);
+    let (status, answer) = feed(&server, "population", POPULATION, newborn).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 1, "{answer}");
+
+    // Once income's events are applied, it is served again.
+    eventually("income served again", Duration::from_secs(120), || {
+        let (server, body) = (&server, one_more.clone());
+        async move {
+            let (status, answer) = feed(server, "income", "income-secret", body).await;
+            (status == 200).then_some(answer)
+        }
+    })
+    .await;
 }
 
 #[actix_rt::test]
