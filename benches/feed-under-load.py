@@ -21,6 +21,7 @@ import json
 import random
 import re
 import subprocess
+import shutil
 import tempfile
 import threading
 import time
@@ -152,6 +153,7 @@ def main():
     stop.set()
     for thread in probes:
         thread.join()
+    shutil.rmtree(directory, ignore_errors=True)
 
     print(f"families stored: {stored:,}; events posted: {total:,} in {len(work)} requests, "
           f"{arguments.concurrency} in flight")

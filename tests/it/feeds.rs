@@ -23,21 +23,30 @@ pub async fn world_with(
     consent: (&str, &str),
     extra: &str,
 ) -> World {
+    world_edited(sms, bank, consent, extra, |text, _| text).await
+}
+
+/// A world whose configuration text `edit` changes first (it also gets the
+/// world's directory).
+pub async fn world_edited(
+    sms: SmsSimulatorOptions,
+    bank: BankSimulatorOptions,
+    consent: (&str, &str),
+    extra: &str,
+    edit: impl FnOnce(String, &std::path::Path) -> String,
+) -> World {
     let dir = tempfile::tempdir().expect("temp dir");
     let sms = SmsSimulator::start(sms).expect("sms simulator");
     let bank = BankSimulator::start(bank).expect("bank simulator");
     let config = dir.path().join("dfm.toml");
-    std::fs::write(
-        &config,
-        config_text(
-            &dir.path().join("store"),
-            &sms.url(),
-            &bank.url(),
-            consent,
-            extra,
-        ),
-    )
-    .expect("config written");
+    let text = config_text(
+        &dir.path().join("store"),
+        &sms.url(),
+        &bank.url(),
+        consent,
+        extra,
+    );
+    std::fs::write(&config, edit(text, dir.path())).expect("config written");
     let server = Server::start(&config, &dir.path().join("dfm.log"));
     World {
         dir,
@@ -325,24 +334,21 @@ async fn tokens_bodies_and_limits_are_enforced() {
 #[actix_rt::test]
 async fn a_flooding_agency_gets_503_and_the_others_go_on() {
     // An agency may hold 100 unapplied events; the shared limit stays 500,000.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let sms = SmsSimulator::start(SmsSimulatorOptions::default()).expect("sms simulator");
-    let bank = BankSimulator::start(BankSimulatorOptions::default()).expect("bank simulator");
-    let config = dir.path().join("dfm.toml");
-    let text = config_text(
-        &dir.path().join("store"),
-        &sms.url(),
-        &bank.url(),
+    let world = world_edited(
+        SmsSimulatorOptions::default(),
+        BankSimulatorOptions::default(),
         ("72h", "48h"),
         "",
+        |text, _| {
+            text.replacen(
+                "admin_addr = \"127.0.0.1:0\"\n",
+                "admin_addr = \"127.0.0.1:0\"\nagency_backlog_max = 100\n",
+                1,
+            )
+        },
     )
-    .replacen(
-        "admin_addr = \"127.0.0.1:0\"\n",
-        "admin_addr = \"127.0.0.1:0\"\nagency_backlog_max = 100\n",
-        1,
-    );
-    std::fs::write(&config, text).expect("config written");
-    let server = Server::start(&config, &dir.path().join("dfm.log"));
+    .await;
+    let server = &world.server;
 
     // 20,000 incomes of 2,000 citizens in no family, in one request.
     let flood: Vec<_> = (0..2_000u32)
@@ -359,7 +365,7 @@ async fn a_flooding_agency_gets_503_and_the_others_go_on() {
             })
         })
         .collect();
-    let (status, answer) = feed(&server, "income", "income-secret", ndjson(&flood)).await;
+    let (status, answer) = feed(server, "income", "income-secret", ndjson(&flood)).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["accepted"], 20_000, "{answer}");
 
@@ -394,13 +400,13 @@ async fn a_flooding_agency_gets_503_and_the_others_go_on() {
         "citizen.registered",
         json!({"iin": iin("2026-10-01", false, 10), "full_name": "N", "birth_date": "2026-10-01", "sex": "female"}),
     )]);
-    let (status, answer) = feed(&server, "population", POPULATION, newborn).await;
+    let (status, answer) = feed(server, "population", POPULATION, newborn).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["accepted"], 1, "{answer}");
 
     // Once income's events are applied, it is served again.
     eventually("income served again", Duration::from_secs(120), || {
-        let (server, body) = (&server, one_more.clone());
+        let body = one_more.clone();
         async move {
             let (status, answer) = feed(server, "income", "income-secret", body).await;
             (status == 200).then_some(answer)

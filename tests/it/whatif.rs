@@ -6,37 +6,28 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::feeds::{wait_family, World};
+use crate::feeds::{wait_family, world_edited, World};
 use crate::support::*;
 
 const PATCH: &str = "version = \"2026.whatif\"\n[[program]]\ncode = \"large_family\"\nmin_children = 3\namounts_mci = [\"12.00\", \"16.03\", \"20.04\", \"24.05\", \"28.06\"]\n";
 
 async fn two_families() -> (World, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let catalogue = dir.path().join("programs.toml");
-    std::fs::copy(catalogue_path(), &catalogue).unwrap();
-    let sms = dfm::simulators::SmsSimulator::start(Default::default()).unwrap();
-    let bank = dfm::simulators::BankSimulator::start(Default::default()).unwrap();
-    let config = dir.path().join("dfm.toml");
-    let text = config_text(
-        &dir.path().join("store"),
-        &sms.url(),
-        &bank.url(),
+    let world = world_edited(
+        Default::default(),
+        Default::default(),
         ("72h", "48h"),
         "",
+        |text, dir| {
+            // A catalogue of its own, which the test changes.
+            let catalogue = dir.join("programs.toml");
+            std::fs::copy(catalogue_path(), &catalogue).unwrap();
+            text.replace(
+                &catalogue_path().display().to_string(),
+                &catalogue.display().to_string(),
+            )
+        },
     )
-    .replace(
-        &catalogue_path().display().to_string(),
-        &catalogue.display().to_string(),
-    );
-    std::fs::write(&config, text).unwrap();
-    let server = Server::start(&config, &dir.path().join("dfm.log"));
-    let world = World {
-        dir,
-        sms,
-        bank,
-        server,
-    };
+    .await;
     let (four, _, _) = large_family("F-FOUR", 4, 301, "+77015550301");
     let (three, _, _) = large_family("F-THREE", 3, 401, "+77015550401");
     send_all(&world.server, &four).await;
@@ -49,6 +40,7 @@ async fn two_families() -> (World, std::path::PathBuf) {
         f["members"].as_array().is_some_and(|m| m.len() == 6)
     })
     .await;
+    let catalogue = world.dir.path().join("programs.toml");
     (world, catalogue)
 }
 
