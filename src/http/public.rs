@@ -34,9 +34,10 @@ pub const BACKLOG_HEADER: &str = "X-Dfm-Backlog";
 
 /// Each agency's accepted events not applied yet, so that one agency's flood
 /// gets 503 at `server.agency_backlog_max` and leaves the rest of the shared
-/// backlog (`server.log_backlog_max`) to the others. Counted from what this
-/// process accepted: events accepted before a restart count toward the shared
-/// limit only.
+/// backlog (`server.log_backlog_max`) to the others. Like the shared limit it
+/// is checked before a request is read, so one request may go past it. Counted
+/// from what this process accepted: events accepted before a restart count
+/// toward the shared limit only.
 #[derive(Debug, Default)]
 pub struct AgencyBacklog {
     agencies: Mutex<HashMap<String, Pending>>,

@@ -1027,8 +1027,9 @@ impl Store {
         }
     }
 
-    /// Puts a citizen in a family's, or out of the index. Safe beside other
-    /// writers of the same bucket: the bucket is swapped only if unchanged.
+    /// Puts a citizen in a family (Some) or takes them out of the index (None).
+    /// Safe beside other writers of the same bucket: the bucket is swapped only
+    /// if it is unchanged since it was read.
     pub fn set_family_of(&self, iin: &Iin, family_id: Option<&FamilyId>) -> Result<()> {
         let key = citizen_index::bucket_key(iin);
         let change = [(*iin, family_id.cloned())];
@@ -1442,10 +1443,7 @@ fn migrate_citizen_family(db: &sled::Db, buckets: &sled::Tree) -> Result<()> {
         return Ok(());
     }
     let old = db.open_tree(OLD)?;
-    tracing::info!(
-        citizens = old.len(),
-        "moving the citizen index into buckets, once (about 25 s a million citizens)"
-    );
+    tracing::info!("moving the citizen index into buckets, once (about 25 s a million citizens)");
     loop {
         let chunk = old
             .iter()
