@@ -349,6 +349,7 @@ pub fn load_file(config: &Config, file: std::fs::File) -> anyhow::Result<LoadRep
             "the store has accepted events not yet applied; run `dfm serve` until they are, then load"
         );
     }
+    store.set_load_running(true)?;
     let settings = config.consent_settings()?;
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<FeedEvent>>(LOAD_CHANNEL_CHUNKS);
     let parser_config = config.clone();
@@ -383,6 +384,7 @@ pub fn load_file(config: &Config, file: std::fs::File) -> anyhow::Result<LoadRep
     if !store.projections_complete()? {
         crate::service::build_projections(&store)?;
     }
+    store.set_load_running(false)?;
     store.flush()?;
     // The counter, not a count of the tree: that would read every family.
     let families = store

@@ -114,6 +114,11 @@ pub async fn start_with_store(
     rules: Rules,
     outbound: bool,
 ) -> anyhow::Result<Running> {
+    if store.load_unfinished()? {
+        anyhow::bail!(
+            "a bulk load of this store began and did not finish; run the same `dfm load` again before serving"
+        );
+    }
     if !store.projections_complete()? {
         let store = store.clone();
         std::thread::Builder::new()

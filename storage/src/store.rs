@@ -233,6 +233,8 @@ const META_RULES_IN_FORCE: &[u8] = b"rules_in_force";
 /// Set once every family has its scoring projection: from the store's creation,
 /// or when the backfill of a store written before projections existed ends.
 const META_SCORING_COMPLETE: &[u8] = b"scoring_complete";
+/// Present while a bulk load runs, and after one that did not finish.
+const META_LOAD_RUNNING: &[u8] = b"load_running";
 /// sled's page cache unless the configuration says otherwise (`storage.cache_mb`).
 pub const DEFAULT_CACHE_BYTES: usize = 256 * 1024 * 1024;
 
@@ -958,6 +960,24 @@ impl Store {
 
     /// Whether every family has its scoring projection (see
     /// [`Store::backfill_projections`]).
+    /// Marks a bulk load as begun (durably) or finished. A load writes the
+    /// citizen index behind its families, so a store whose load did not finish
+    /// routes some citizens' events wrongly until the load is run again.
+    pub fn set_load_running(&self, running: bool) -> Result<()> {
+        if running {
+            self.trees.meta.insert(META_LOAD_RUNNING, &[][..])?;
+            self.flush()?;
+        } else {
+            self.trees.meta.remove(META_LOAD_RUNNING)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a bulk load began on this store and did not finish.
+    pub fn load_unfinished(&self) -> Result<bool> {
+        Ok(self.trees.meta.contains_key(META_LOAD_RUNNING)?)
+    }
+
     pub fn projections_complete(&self) -> Result<bool> {
         Ok(self.trees.meta.contains_key(META_SCORING_COMPLETE)?)
     }

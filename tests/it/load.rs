@@ -70,6 +70,42 @@ async fn generate_then_load_then_serve() {
     )
     .unwrap();
     let config_text_path = config.to_str().unwrap();
+
+    // A load that stops midway (here: a line that is not UTF-8) leaves the
+    // store marked, and `serve` refuses it in one line until a load finishes.
+    let broken = dir.path().join("broken.ndjson");
+    let mut bytes = std::fs::read(&events).unwrap()[..20_000].to_vec();
+    bytes.extend_from_slice(b"\n\xff\xfe\n");
+    std::fs::write(&broken, bytes).unwrap();
+    let output = dfm(&[
+        "load",
+        "--config",
+        config_text_path,
+        broken.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_dfm"))
+        .args(["serve", "--config", config_text_path])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("dfm runs");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            serve.kill().unwrap();
+            panic!("serve started on a store whose load did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("did not finish"), "{stderr}");
+
     let output = dfm(&["load", "--config", config_text_path, events_text]);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "{stderr}");
