@@ -47,35 +47,52 @@ pub fn bucket_key(iin: &Iin) -> [u8; 4] {
 /// One entry of a bucket: the IIN's digits and the family id's bytes.
 type Entry<'a> = (&'a [u8], &'a [u8]);
 
-fn entries(bucket: &[u8]) -> Result<Vec<Entry<'_>>, BucketError> {
+/// A bucket's entries in order, read in place; a damaged entry ends them with
+/// an error.
+fn entries(
+    bucket: &[u8],
+) -> Result<impl Iterator<Item = Result<Entry<'_>, BucketError>>, BucketError> {
     let Some((&format, mut rest)) = bucket.split_first() else {
         return Err(BucketError("empty value"));
     };
     if format != BUCKET_FORMAT {
         return Err(BucketError("unknown format version"));
     }
-    let mut entries = Vec::new();
-    while !rest.is_empty() {
-        if rest.len() < IIN_BYTES + 1 {
-            return Err(BucketError("truncated entry"));
+    Ok(std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
         }
-        let (iin, after) = rest.split_at(IIN_BYTES);
-        let length = usize::from(after[0]);
-        if after.len() < 1 + length {
-            return Err(BucketError("truncated family id"));
-        }
-        entries.push((iin, &after[1..1 + length]));
-        rest = &after[1 + length..];
-    }
-    Ok(entries)
+        let entry = if rest.len() < IIN_BYTES + 1 {
+            Err(BucketError("truncated entry"))
+        } else {
+            let (iin, after) = rest.split_at(IIN_BYTES);
+            let length = usize::from(after[0]);
+            if after.len() < 1 + length {
+                Err(BucketError("truncated family id"))
+            } else {
+                rest = &after[1 + length..];
+                return Some(Ok((iin, &after[1..1 + length])));
+            }
+        };
+        rest = &[];
+        Some(entry)
+    }))
 }
 
-/// The family `iin` belongs to, per this bucket.
+/// The family `iin` belongs to, per this bucket. Every entry is checked, so a
+/// damaged bucket is an error whichever entry is asked for.
 pub fn find(bucket: &[u8], iin: &Iin) -> Result<Option<FamilyId>, BucketError> {
     let wanted = iin.as_str().as_bytes();
-    match entries(bucket)?.into_iter().find(|(iin, _)| *iin == wanted) {
+    let mut found = None;
+    for entry in entries(bucket)? {
+        let (iin, family) = entry?;
+        if found.is_none() && iin == wanted {
+            found = Some(family);
+        }
+    }
+    match found {
         None => Ok(None),
-        Some((_, family)) => std::str::from_utf8(family)
+        Some(family) => std::str::from_utf8(family)
             .ok()
             .and_then(|text| FamilyId::parse(text).ok())
             .map(Some)
@@ -85,7 +102,7 @@ pub fn find(bucket: &[u8], iin: &Iin) -> Result<Option<FamilyId>, BucketError> {
 
 /// How many citizens this bucket holds.
 pub fn count(bucket: &[u8]) -> Result<usize, BucketError> {
-    Ok(entries(bucket)?.len())
+    entries(bucket)?.try_fold(0, |count, entry| entry.map(|_| count + 1))
 }
 
 /// The bucket after `changes` (each IIN to its family, or out of the index),
@@ -97,7 +114,7 @@ pub fn with_changes(
 ) -> Result<Option<Vec<u8>>, BucketError> {
     let mut sorted: std::collections::BTreeMap<&[u8], &[u8]> = match bucket {
         None => Default::default(),
-        Some(bucket) => entries(bucket)?.into_iter().collect(),
+        Some(bucket) => entries(bucket)?.collect::<Result<_, _>>()?,
     };
     for (iin, family) in changes {
         match family {

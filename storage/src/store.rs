@@ -788,10 +788,8 @@ impl Store {
         for (tree, tree_writes) in writes.side_tables(t) {
             tree.apply_batch(batch_of(tree_writes))?;
         }
-        let changes: Vec<_> = by_bucket(index).into_iter().collect();
-        for part in changes.chunks(INDEX_BATCH_BUCKETS) {
+        for part in by_bucket(index).chunks(INDEX_BATCH_BUCKETS) {
             let mut batch = sled::Batch::default();
-            let part = part.iter().map(|(key, changes)| (key, changes));
             for (key, bucket) in bucket_writes(&t.citizen_buckets, part)? {
                 match bucket {
                     Some(bucket) => batch.insert(&key[..], bucket),
@@ -1413,29 +1411,27 @@ fn bucket_corrupt(key: [u8; 4], error: citizen_index::BucketError) -> StoreError
 /// A bucket's key and its new value (None: remove it).
 type BucketWrite = ([u8; 4], Option<Vec<u8>>);
 
-/// Citizen-index changes (each citizen to a family, or out of the index) by
-/// the bucket they change, in key order.
-type BucketChanges = BTreeMap<[u8; 4], Vec<(Iin, Option<FamilyId>)>>;
-
-fn by_bucket(changes: &[(Iin, Option<FamilyId>)]) -> BucketChanges {
-    let mut by_bucket = BucketChanges::new();
+/// Citizen-index changes (each citizen to a family, or out of the index)
+/// grouped by the bucket they change, in key order.
+fn by_bucket(changes: &[(Iin, Option<FamilyId>)]) -> Vec<BucketChanges> {
+    let mut by_bucket: BTreeMap<[u8; 4], Vec<(Iin, Option<FamilyId>)>> = BTreeMap::new();
     for change in changes {
         by_bucket
             .entry(citizen_index::bucket_key(&change.0))
             .or_default()
             .push(change.clone());
     }
-    by_bucket
+    by_bucket.into_iter().collect()
 }
+
+/// A bucket's key and the changes to it.
+type BucketChanges = ([u8; 4], Vec<(Iin, Option<FamilyId>)>);
 
 /// Each bucket read and changed once, with its new value. For a single
 /// writer (the bulk load, the migration below), which writes them.
-fn bucket_writes<'a>(
-    buckets: &sled::Tree,
-    changes: impl IntoIterator<Item = (&'a [u8; 4], &'a Vec<(Iin, Option<FamilyId>)>)>,
-) -> Result<Vec<BucketWrite>> {
+fn bucket_writes(buckets: &sled::Tree, changes: &[BucketChanges]) -> Result<Vec<BucketWrite>> {
     changes
-        .into_iter()
+        .iter()
         .map(|(key, changes)| {
             let current = buckets.get(key)?;
             let bucket = citizen_index::with_changes(current.as_deref(), changes)
