@@ -19,6 +19,10 @@
 //!   service (`/v1/rules/reload`, changed families applied through their
 //!   actors), against plain sled reading every family record; each projected to
 //!   the national 6 M families.
+//! - `ids`: the feed's event ids kept for ever, packed into buckets as the
+//!   service packs them, against one sled key per id: the memory of the store
+//!   opened in a fresh process, its disk, and the rate of appends and of
+//!   duplicate checks.
 //! - `all`: `feed`, `load` and `payout` with their defaults.
 //!
 //! Every bench works in temporary directories, talks to loopback only, runs
@@ -164,6 +168,8 @@ enum Which {
     Rss(RssArgs),
     /// What-if and re-score scans against raw sled reading every record.
     Whatif(WhatIfArgs),
+    /// The feed's ids packed into buckets against one sled key per id.
+    Ids(IdsArgs),
     /// `feed`, `load` and `payout` with their defaults.
     All,
     /// One memory measurement in a fresh process (run by `rss`).
@@ -243,6 +249,13 @@ struct WhatIfArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+struct IdsArgs {
+    /// Event ids the feed takes.
+    #[arg(long, default_value_t = IDS_DEFAULT)]
+    ids: u64,
+}
+
+#[derive(Args, Debug, Clone)]
 struct ProbeArgs {
     #[arg(long, value_enum)]
     kind: ProbeKind,
@@ -281,6 +294,7 @@ pub fn run(arguments: BenchArgs) -> anyhow::Result<()> {
             Which::Payout(arguments) => payout(&arguments).await,
             Which::Rss(arguments) => rss(&arguments).await,
             Which::Whatif(arguments) => whatif(&arguments).await,
+            Which::Ids(arguments) => ids(&arguments),
             Which::All => {
                 feed(&FeedArgs::default()).await?;
                 load(&LoadArgs::default()).await?;
@@ -563,6 +577,172 @@ async fn load(arguments: &LoadArgs) -> anyhow::Result<()> {
         format!(">= {LOAD_TARGET_RATIO:.2}"),
         verdict(ratio >= LOAD_TARGET_RATIO),
     );
+    table.print();
+    Ok(())
+}
+
+// =============================================================================================
+// The feed's ids
+
+const IDS_DEFAULT: u64 = 2_000_000;
+/// Ids per append, as in a feed request of 1,000 events.
+const IDS_PER_APPEND: u64 = 1_000;
+/// The service's default `storage.feed_ids_pack_at`.
+const IDS_PACK_AT: usize = 500_000;
+
+/// What one way of keeping the ids measured.
+struct IdsFigures {
+    appends: f64,
+    checks: f64,
+    probe: ProbeFigures,
+}
+
+/// The `n`th event id of the bench, as an agency numbers them.
+fn bench_event_id(n: u64) -> String {
+    format!("pay-{n:012}")
+}
+
+/// Appends `count` event ids to a new store at `path` the way the feed does,
+/// packing them as the service does; then measures the store opened in a
+/// fresh process, and duplicate checks.
+fn ids_packed(path: &Path, count: u64) -> anyhow::Result<IdsFigures> {
+    use storage::event::{EventData, FeedEvent, LogEntry};
+    let iin = Iin::from_parts(
+        NaiveDate::from_ymd_opt(1990, 1, 1).expect("a date"),
+        Sex::Male,
+        1,
+    )
+    .context("an IIN")?;
+    let entries = |first: u64, last: u64| -> Vec<LogEntry> {
+        (first..last)
+            .map(|n| LogEntry::Feed {
+                agency: "payments".to_owned(),
+                event: FeedEvent {
+                    id: bench_event_id(n),
+                    occurred_at: chrono::Utc::now(),
+                    data: EventData::SocialWalletOpened { iin },
+                },
+            })
+            .collect()
+    };
+    let store = Store::open(path)?;
+    let started = Instant::now();
+    let mut last_seq = 0;
+    for first in (0..count).step_by(IDS_PER_APPEND as usize) {
+        let appended = store.append_feed(
+            "payments",
+            entries(first, (first + IDS_PER_APPEND).min(count)),
+        )?;
+        last_seq = appended.seqs.last().copied().unwrap_or(last_seq);
+        if first % (IDS_PER_APPEND * 1_000) == 0 {
+            store.flush()?;
+        }
+        if store.unpacked_feed_ids() >= IDS_PACK_AT as u64 {
+            store.pack_feed_ids(IDS_PACK_AT)?;
+        }
+    }
+    store.pack_feed_ids(IDS_PACK_AT)?;
+    store.flush()?;
+    let appends = per_second(count, started.elapsed());
+    // The log's entries are applied and gone; the ids stay.
+    store.set_applied_through(last_seq)?;
+    store.flush()?;
+    drop(store);
+    let probe = run_probe(ProbeKind::Store, path, 0)?;
+    let store = Store::open(path)?;
+    let sample = (count / 10).max(1);
+    let started = Instant::now();
+    for first in (0..sample).step_by(IDS_PER_APPEND as usize) {
+        let last = (first + IDS_PER_APPEND).min(sample);
+        let appended = store.append_feed("payments", entries(first, last))?;
+        anyhow::ensure!(appended.seqs.is_empty(), "an id kept was taken as new");
+    }
+    let checks = per_second(sample, started.elapsed());
+    Ok(IdsFigures {
+        appends,
+        checks,
+        probe,
+    })
+}
+
+/// The baseline: raw sled, one key per id (as the feed kept them before
+/// `storage::feed_ids`), flushed every 1,000 inserts; measured the same way.
+fn ids_raw(path: &Path, count: u64) -> anyhow::Result<IdsFigures> {
+    let key = |n: u64| format!("Dpayments\0{}", bench_event_id(n));
+    let store = Store::open(path)?;
+    let tree = store.db().open_tree(BASELINE_TREE)?;
+    let started = Instant::now();
+    for n in 0..count {
+        tree.insert(key(n), &n.to_be_bytes()[..])?;
+        if n % 1_000 == 999 {
+            store.flush()?;
+        }
+    }
+    store.flush()?;
+    let appends = per_second(count, started.elapsed());
+    drop((tree, store));
+    let probe = run_probe(ProbeKind::Store, path, 0)?;
+    let store = Store::open(path)?;
+    let tree = store.db().open_tree(BASELINE_TREE)?;
+    let sample = (count / 10).max(1);
+    let started = Instant::now();
+    for n in 0..sample {
+        anyhow::ensure!(tree.contains_key(key(n))?, "raw id {n} is missing");
+    }
+    let checks = per_second(sample, started.elapsed());
+    Ok(IdsFigures {
+        appends,
+        checks,
+        probe,
+    })
+}
+
+fn ids(arguments: &IdsArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(arguments.ids > 0, "--ids must be at least 1");
+    let directory = temp_dir("ids")?;
+    progress("ids", "baseline: raw sled, one key per id");
+    let raw = ids_raw(&directory.path().join("raw"), arguments.ids)?;
+    progress(
+        "ids",
+        "dfm: appended as the feed does, packed as the service does",
+    );
+    let packed = ids_packed(&directory.path().join("packed"), arguments.ids)?;
+    let opened = |figures: &IdsFigures| {
+        figures
+            .probe
+            .opened_kib
+            .saturating_sub(figures.probe.start_kib)
+            * 1024
+    };
+    let mut table = Table::new("ids");
+    table.note(format!(
+        "{} event ids; dfm appends them {IDS_PER_APPEND} at a time and packs them in passes of {} as the service does (its log trimmed afterwards); raw sled inserts one key per id; each store opened again in a fresh process",
+        thousands(arguments.ids),
+        thousands(IDS_PACK_AT as u64),
+    ));
+    table.row("memory once opened, dfm", megabytes(opened(&packed)), "MB");
+    table.row(
+        "memory once opened, raw sled",
+        megabytes(opened(&raw)),
+        "MB",
+    );
+    table.row(
+        "ratio dfm / raw",
+        ratio_text(opened(&packed) as f64 / opened(&raw).max(1) as f64),
+        "(lower is better)",
+    );
+    table.row("disk, dfm", megabytes(packed.probe.size_on_disk), "MB");
+    table.row("disk, raw sled", megabytes(raw.probe.size_on_disk), "MB");
+    table.row(
+        "appends, dfm (packing included)",
+        rate(packed.appends),
+        "ids/s",
+    );
+    table.row("inserts, raw sled", rate(raw.appends), "ids/s");
+    table.row("ratio", ratio_text(packed.appends / raw.appends), "");
+    table.row("duplicate checks, dfm", rate(packed.checks), "ids/s");
+    table.row("lookups, raw sled", rate(raw.checks), "ids/s");
+    table.row("ratio", ratio_text(packed.checks / raw.checks), "");
     table.print();
     Ok(())
 }

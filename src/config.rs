@@ -103,6 +103,12 @@ struct RawStorage {
     path: PathBuf,
     #[serde(default = "default_cache_mb")]
     cache_mb: usize,
+    #[serde(default = "default_feed_ids_pack_at")]
+    feed_ids_pack_at: usize,
+}
+
+fn default_feed_ids_pack_at() -> usize {
+    500_000
 }
 
 fn default_cache_mb() -> usize {
@@ -294,6 +300,9 @@ pub struct Config {
     pub storage_path: PathBuf,
     /// sled's page cache, in bytes.
     pub cache_bytes: usize,
+    /// Ids the feed has taken since the last packing pass before the next
+    /// ([`storage::feed_ids`]); also the most one pass moves.
+    pub feed_ids_pack_at: usize,
     pub sms: GatewayConfig,
     pub sms_callback_token: String,
     pub bank: GatewayConfig,
@@ -569,6 +578,7 @@ impl Config {
             workers: positive("server.workers", raw.server.workers)?,
             storage_path: raw.storage.path,
             cache_bytes: positive("storage.cache_mb", raw.storage.cache_mb)? * 1024 * 1024,
+            feed_ids_pack_at: positive("storage.feed_ids_pack_at", raw.storage.feed_ids_pack_at)?,
             sms: gateway(
                 "sms",
                 &raw.sms.url,
@@ -747,6 +757,10 @@ year = 2026
         check(("year = 2026", "year = 1990"), "programs.year");
         check(("[storage]", "[storage]\nspeed = 3"), "speed");
         check(("[storage]", "[storage]\ncache_mb = 0"), "storage.cache_mb");
+        check(
+            ("[storage]", "[storage]\nfeed_ids_pack_at = 0"),
+            "storage.feed_ids_pack_at",
+        );
         check(
             ("[server]", "[server]\nagency_backlog_max = 0"),
             "server.agency_backlog_max",

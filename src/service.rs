@@ -60,6 +60,7 @@ pub struct Running {
     dispatcher: tokio::sync::oneshot::Receiver<()>,
     dispatcher_arbiter: Arbiter,
     timers: tokio::task::JoinHandle<()>,
+    packer: tokio::task::JoinHandle<()>,
     arbiters: Vec<Arbiter>,
 }
 
@@ -90,6 +91,49 @@ pub fn build_projections(store: &Store) -> anyhow::Result<u64> {
         "the scoring projections are complete"
     );
     Ok(read)
+}
+
+/// How often the packer looks at how many ids wait; how long it waits after a
+/// pass that failed.
+const PACK_CHECK: Duration = Duration::from_secs(1);
+const PACK_RETRY: Duration = Duration::from_secs(60);
+
+/// Ids a store written before `feed_ids` kept as keys of their own, moved per pass.
+const PACK_LEGACY_MAX: usize = 1_000_000;
+
+/// Moves the ids the feed has taken into their buckets ([`storage::feed_ids`])
+/// whenever `pack_at` of them wait, and at start whatever a store written
+/// before the buckets holds: a pass at a time, off the actors' threads, until
+/// shutdown.
+async fn pack_feed_ids(store: Arc<Store>, pack_at: usize, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let mut wait = PACK_CHECK;
+        if store.legacy_feed_ids_left() || store.unpacked_feed_ids() >= pack_at as u64 {
+            let started = std::time::Instant::now();
+            let pass_store = store.clone();
+            let pass =
+                tokio::task::spawn_blocking(move || pass_store.pack_feed_ids(PACK_LEGACY_MAX));
+            match pass.await {
+                Ok(Ok(moved)) => tracing::info!(
+                    ids = moved,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "packed the feed's ids into buckets"
+                ),
+                failed => {
+                    let error = match failed {
+                        Ok(Err(error)) => error.to_string(),
+                        _ => "the pass panicked".to_owned(),
+                    };
+                    tracing::error!(%error, "packing the feed's ids failed; trying again in a minute");
+                    wait = PACK_RETRY;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
 }
 
 /// Starts the whole service on the current actix system.
@@ -200,6 +244,11 @@ pub async fn start_with_store(
     let dispatcher_arbiter = Arbiter::new();
     let (dispatcher_done, dispatcher_finished) = tokio::sync::oneshot::channel();
     dispatcher_arbiter.spawn(dispatcher.run(shutdown_receiver.clone(), dispatcher_done));
+    let packer = actix_rt::spawn(pack_feed_ids(
+        store.clone(),
+        config.feed_ids_pack_at,
+        shutdown_receiver.clone(),
+    ));
     let timers = actix_rt::spawn(::actors::timers::run(
         inbox.clone(),
         clock.clone(),
@@ -269,6 +318,7 @@ pub async fn start_with_store(
         dispatcher: dispatcher_finished,
         dispatcher_arbiter,
         timers,
+        packer,
         arbiters,
     })
 }
@@ -283,6 +333,7 @@ impl Running {
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(60), self.dispatcher).await;
         let _ = self.timers.await;
+        let _ = self.packer.await;
         self.state.store.flush().context("flushing the store")?;
         for arbiter in std::iter::once(self.dispatcher_arbiter).chain(self.arbiters) {
             arbiter.stop();

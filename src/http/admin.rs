@@ -131,6 +131,11 @@ async fn metrics(
         &[],
         i64::try_from(backlog).unwrap_or(i64::MAX),
     );
+    state.metrics.set(
+        "dfm_feed_ids_unpacked",
+        &[],
+        i64::try_from(state.store.unpacked_feed_ids()).unwrap_or(i64::MAX),
+    );
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render()))

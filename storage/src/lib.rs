@@ -7,6 +7,7 @@
 pub mod citizen_index;
 pub mod codec;
 pub mod event;
+pub mod feed_ids;
 pub mod ids;
 pub mod money;
 pub mod projection;

@@ -16,9 +16,11 @@
 //! bench: the SMS callback's threads blocked inside sled while the dispatcher's
 //! transaction ran, and a reply waited 12 ms for a 1 ms flush. So the serving
 //! paths use single-key writes only, in an order that replay repairs:
-//! - The log: an entry (`L`) before its id (`D`, `S`). A crash can leave the last
+//! - The log: an entry (`C`) before its id (`R`). A crash can leave the last
 //!   append's entries without ids (never ids without entries); [`Store::open`]
-//!   restores the missing `D` ids, so the agency's retry is a duplicate. A repeated
+//!   restores the missing ids, so the agency's retry is a duplicate. A packing
+//!   pass ([`Store::pack_feed_ids`]) writes an id's bucket before it removes
+//!   the id's own key. A repeated
 //!   SMS reply is harmless: the consent machine ignores a second answer.
 //! - A dispatch batch ([`Store::commit_families`]): side-table additions, then the
 //!   counters with the batch's last sequence number, then the family records, then
@@ -35,10 +37,11 @@
 //! # Trees
 //! | tree | key | value |
 //! |---|---|---|
-//! | `feed` | `C` + last seq (u64 BE) / `D` + agency + `\0` + event id / `S` + inbound SMS id | the [`LogEntry`]s of one append / seq / seq |
+//! | `feed` | `C` + last seq (u64 BE) / `R` + bucket (u32 BE) + id, the id being `D` + agency + `\0` + event id or `S` + inbound SMS id (stores before `feed_ids`: the id alone) | the [`LogEntry`]s of one append / seq, until the id is packed into `feed_ids` |
 //! | `families` | family id | [`FamilyRecord`] |
 //! | `orphans` | IIN | [`CitizenFacts`] of a citizen in no family |
 //! | `citizen_buckets` | bucket number (u32 BE) | the routing index: citizens' families, packed ([`crate::citizen_index`]) |
+//! | `feed_ids` | bucket number (u32 BE) | the `D` and `S` ids of `feed`, packed: key and seq of each ([`crate::feed_ids`]) |
 //! | `meta` | name | u64 watermarks |
 //! | `sms_outbox` | reference | [`SmsOrder`] |
 //! | `payment_outbox` | reference id | [`PaymentOrder`] |
@@ -62,6 +65,7 @@ use serde::{Deserialize, Serialize};
 use crate::citizen_index;
 use crate::codec::{decode, encode};
 use crate::event::{LogEntry, TimerKind};
+use crate::feed_ids;
 use crate::ids::{FamilyId, Iin, Phone};
 use crate::money::Money;
 use crate::projection::ScoringProjection;
@@ -209,7 +213,7 @@ impl FamilyCommit {
     }
 }
 
-const TREE_NAMES: [&str; 14] = [
+const TREE_NAMES: [&str; 15] = [
     "feed",
     "families",
     "orphans",
@@ -224,6 +228,7 @@ const TREE_NAMES: [&str; 14] = [
     "audit",
     "quarantine",
     "scoring",
+    "feed_ids",
 ];
 
 const META_APPLIED_THROUGH: &[u8] = b"applied_through";
@@ -235,6 +240,8 @@ const META_RULES_IN_FORCE: &[u8] = b"rules_in_force";
 const META_SCORING_COMPLETE: &[u8] = b"scoring_complete";
 /// Present while a bulk load runs, and after one that did not finish.
 const META_LOAD_RUNNING: &[u8] = b"load_running";
+/// Every feed entry at or below this has its id in `feed_ids` ([`Store::pack_feed_ids`]).
+const META_IDS_PACKED_THROUGH: &[u8] = b"ids_packed_through";
 /// sled's page cache unless the configuration says otherwise (`storage.cache_mb`).
 pub const DEFAULT_CACHE_BYTES: usize = 256 * 1024 * 1024;
 
@@ -419,6 +426,8 @@ struct Trees {
     quarantine: sled::Tree,
     /// Family id → [`ScoringProjection`], written before the family's record.
     scoring: sled::Tree,
+    /// The ids of `feed`, packed into buckets ([`crate::feed_ids`]).
+    feed_ids: sled::Tree,
 }
 
 /// The result of appending a batch of feed events.
@@ -445,6 +454,42 @@ pub struct Store {
     /// every node ever emptied; it starts here instead (at 0 after opening, which
     /// also drops entries a crash left below the watermark).
     trimmed_through: AtomicU64,
+    /// The feed's ids not packed into `feed_ids` yet ([`crate::feed_ids`]).
+    waiting: Mutex<WaitingIds>,
+    /// Every feed entry at or below this has its id in `feed_ids`; the log keeps
+    /// the chunks above it, so that their ids can be found again on opening.
+    ids_packed_through: AtomicU64,
+    /// Ids are still kept the way stores before `feed_ids` kept them (`D` and
+    /// `S` keys): lookups read those too until a pass has moved them all.
+    legacy_ids: std::sync::atomic::AtomicBool,
+    /// One packing pass at a time.
+    pack_lock: Mutex<()>,
+    /// The applied watermark, as last set.
+    applied_through_now: AtomicU64,
+}
+
+/// The feed's ids whose entries are in the log and not yet packed into
+/// `feed_ids`, by id (`D` + agency + `\0` + event id): what a packing pass
+/// takes, and what opening the store reads back from the log.
+#[derive(Default)]
+struct WaitingIds {
+    /// Taken since the last pass began.
+    current: std::collections::HashMap<Box<[u8]>, u64>,
+    /// Being packed by the pass under way.
+    packing: Option<std::sync::Arc<std::collections::HashMap<Box<[u8]>, u64>>>,
+}
+
+impl WaitingIds {
+    fn get(&self, id: &[u8]) -> Option<u64> {
+        self.current
+            .get(id)
+            .or_else(|| self.packing.as_ref().and_then(|packing| packing.get(id)))
+            .copied()
+    }
+
+    fn len(&self) -> usize {
+        self.current.len() + self.packing.as_ref().map_or(0, |packing| packing.len())
+    }
 }
 
 /// The key of the log chunk whose last entry has sequence number `seq`.
@@ -489,6 +534,14 @@ fn dedup_key(agency: &str, id: &str) -> Vec<u8> {
     key.push(0);
     key.extend_from_slice(id.as_bytes());
     key
+}
+
+/// An id's sequence number as its own key stores it (stores before `feed_ids`).
+fn stored_seq(key: &[u8], value: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] = value
+        .try_into()
+        .map_err(|_| corrupt("feed", key, "an id's sequence number is not 8 bytes"))?;
+    Ok(u64::from_be_bytes(bytes))
 }
 
 fn u64_from(bytes: &[u8]) -> u64 {
@@ -629,6 +682,7 @@ impl Store {
             audit: open(TREE_NAMES[11])?,
             quarantine: open(TREE_NAMES[12])?,
             scoring: open(TREE_NAMES[13])?,
+            feed_ids: open(TREE_NAMES[14])?,
         };
         if trees.families.is_empty() && trees.meta.get(META_SCORING_COMPLETE)?.is_none() {
             trees.meta.insert(META_SCORING_COMPLETE, &[][..])?;
@@ -652,7 +706,13 @@ impl Store {
             .transpose()?
             .map_or(0, |(key, _)| u64_from(&key));
         let counters = open_counters(&trees.stats)?;
-        restore_feed_ids(&trees.feed, applied)?;
+        let legacy_ids = trees.feed.scan_prefix(b"D").next().is_some()
+            || trees.feed.scan_prefix(b"S").next().is_some();
+        let ids_packed_through = trees
+            .meta
+            .get(META_IDS_PACKED_THROUGH)?
+            .map_or(0, |value| u64_from(&value));
+        let waiting = waiting_ids(&trees.feed, ids_packed_through)?;
         Ok(Store {
             db,
             trees,
@@ -661,6 +721,11 @@ impl Store {
             append_lock: Mutex::new(()),
             counters: Mutex::new(counters),
             trimmed_through: AtomicU64::new(0),
+            waiting: Mutex::new(waiting),
+            ids_packed_through: AtomicU64::new(ids_packed_through),
+            legacy_ids: legacy_ids.into(),
+            pack_lock: Mutex::new(()),
+            applied_through_now: AtomicU64::new(applied),
         })
     }
 
@@ -676,9 +741,9 @@ impl Store {
     // ----- the feed log -----
 
     /// Appends events of one agency to the log, skipping ids the agency has used
-    /// before (in the store or earlier in this batch). The entries are written
-    /// (one chunk) before their ids; a crash between is repaired when the store
-    /// opens (module docs). Not durable until a flush.
+    /// before (in the store or earlier in this batch). The ids are in the
+    /// entries (one chunk, one write) until a pass packs them. Not durable until
+    /// a flush.
     pub fn append_feed(&self, agency: &str, events: Vec<LogEntry>) -> Result<Appended> {
         let _guard = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut appended = Appended::default();
@@ -690,7 +755,7 @@ impl Store {
                 panic!("append_feed takes feed events only");
             };
             let key = dedup_key(agency, &event.id);
-            if seen_here.contains(&key) || self.trees.feed.contains_key(&key)? {
+            if seen_here.contains(&key) || self.id_seq(&key)?.is_some() {
                 appended.duplicates.push(index);
                 continue;
             }
@@ -699,9 +764,11 @@ impl Store {
             accepted.push(entry);
         }
         let seqs = write_chunk(&self.trees.feed, &self.next_seq, &accepted)?;
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         for (key, seq) in ids.into_iter().zip(seqs.clone()) {
-            self.trees.feed.insert(key, &seq.to_be_bytes()[..])?;
+            waiting.current.insert(key.into_boxed_slice(), seq);
         }
+        drop(waiting);
         appended.seqs = seqs.collect();
         Ok(appended)
     }
@@ -709,15 +776,48 @@ impl Store {
     /// The sequence number the feed gave an agency's event id, if it accepted
     /// one with that id (ids loaded by `dfm load` are not kept).
     pub fn feed_event_seq(&self, agency: &str, id: &str) -> Result<Option<u64>> {
-        let key = dedup_key(agency, id);
-        match self.trees.feed.get(&key)? {
-            Some(value) => {
-                let bytes: [u8; 8] = value.as_ref().try_into().map_err(|_| {
-                    corrupt("feed", &key, "an event id's sequence number is not 8 bytes")
-                })?;
-                Ok(Some(u64::from_be_bytes(bytes)))
+        self.id_seq(&dedup_key(agency, id))
+    }
+
+    /// The sequence number the log gave the id `id` (`D…` or `S…`): while it
+    /// waits to be packed, from the ids in memory (or, in a store written
+    /// before `feed_ids`, from its own key); then from its bucket.
+    fn id_seq(&self, id: &[u8]) -> Result<Option<u64>> {
+        let waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id);
+        if waiting.is_some() {
+            return Ok(waiting);
+        }
+        if self.legacy_ids.load(Ordering::Relaxed) {
+            if let Some(value) = self.trees.feed.get(id)? {
+                return stored_seq(id, &value).map(Some);
             }
+        }
+        let bucket = feed_ids::bucket_key(id);
+        match self.trees.feed_ids.get(bucket)? {
+            Some(value) => feed_ids::find(&value, id).map_err(|e| corrupt("feed_ids", &bucket, e)),
             None => Ok(None),
+        }
+    }
+
+    /// Adds ids to their bucket, as one compare-and-swap (a pass and an SMS
+    /// reply may add to one bucket at once).
+    fn add_to_bucket(&self, bucket: [u8; 4], additions: &[(&[u8], u64)]) -> Result<()> {
+        loop {
+            let current = self.trees.feed_ids.get(bucket)?;
+            let value = feed_ids::with_additions(current.as_deref(), additions)
+                .map_err(|e| corrupt("feed_ids", &bucket, e))?;
+            if self
+                .trees
+                .feed_ids
+                .compare_and_swap(bucket, current, Some(value))?
+                .is_ok()
+            {
+                return Ok(());
+            }
         }
     }
 
@@ -730,8 +830,9 @@ impl Store {
 
     /// Appends an SMS reply unless its inbound message id was seen before; the
     /// check and the insert are one step. `None` for a repeat. The entry is written
-    /// before the id: a crash between them at worst applies the reply twice, and
-    /// the consent machine ignores a second answer.
+    /// before the id, which goes straight into its bucket (replies are few): a
+    /// crash between them at worst applies the reply twice, and the consent
+    /// machine ignores a second answer.
     pub fn append_sms_reply(
         &self,
         message_id: &str,
@@ -741,15 +842,96 @@ impl Store {
         let mut dedup = Vec::with_capacity(1 + message_id.len());
         dedup.push(b'S');
         dedup.extend_from_slice(message_id.as_bytes());
-        if self.trees.feed.contains_key(&dedup)? {
+        if self.id_seq(&dedup)?.is_some() {
             return Ok(None);
         }
         let seq = self.next_seq.load(Ordering::SeqCst);
         if let Some(entry) = entry {
             write_chunk(&self.trees.feed, &self.next_seq, &[entry])?;
         }
-        self.trees.feed.insert(dedup, &seq.to_be_bytes()[..])?;
+        self.add_to_bucket(feed_ids::bucket_key(&dedup), &[(&dedup, seq)])?;
         Ok(Some(seq))
+    }
+
+    /// The feed's ids not yet packed into buckets; what to look at before
+    /// calling [`Store::pack_feed_ids`].
+    pub fn unpacked_feed_ids(&self) -> u64 {
+        let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner()).len();
+        waiting as u64
+    }
+
+    /// Whether ids kept the way stores before `feed_ids` kept them are left.
+    pub fn legacy_feed_ids_left(&self) -> bool {
+        self.legacy_ids.load(Ordering::Relaxed)
+    }
+
+    /// One packing pass: moves every feed id taken so far into its bucket in
+    /// `feed_ids`, then lets the log drop the applied chunks that held them;
+    /// also moves up to `legacy_max` ids that a store written before
+    /// `feed_ids` kept as keys of their own. Returns how many ids it moved.
+    ///
+    /// A bucket is written before the mark that lets the log drop the ids'
+    /// chunks, and an old key is removed only after its bucket is written: a
+    /// crash in between leaves an id in two places, and the next pass adds it
+    /// once. Appends and lookups go on meanwhile; passes take turns.
+    pub fn pack_feed_ids(&self, legacy_max: usize) -> Result<usize> {
+        let _pass = self.pack_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut legacy_keys = Vec::new();
+        if self.legacy_ids.load(Ordering::Relaxed) {
+            for prefix in [b"D", b"S"] {
+                let room = legacy_max - legacy_keys.len();
+                for item in self.trees.feed.scan_prefix(prefix).take(room) {
+                    let (key, value) = item?;
+                    let seq = stored_seq(&key, &value)?;
+                    legacy_keys.push((key, seq));
+                }
+            }
+        }
+        // Taken under the append lock, so that every feed entry up to
+        // `through` has its id in `packing`.
+        let (packing, through) = {
+            let _appends = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            let packing = std::sync::Arc::new(std::mem::take(&mut waiting.current));
+            waiting.packing = Some(packing.clone());
+            (
+                packing,
+                self.next_seq.load(Ordering::SeqCst).saturating_sub(1),
+            )
+        };
+        let mut ids: Vec<([u8; 4], &[u8], u64)> = packing
+            .iter()
+            .map(|(id, seq)| (feed_ids::bucket_key(id), &id[..], *seq))
+            .chain(
+                legacy_keys
+                    .iter()
+                    .map(|(key, seq)| (feed_ids::bucket_key(key), &key[..], *seq)),
+            )
+            .collect();
+        ids.sort_unstable();
+        for group in ids.chunk_by(|a, b| a.0 == b.0) {
+            let additions: Vec<(&[u8], u64)> =
+                group.iter().map(|(_, id, seq)| (*id, *seq)).collect();
+            self.add_to_bucket(group[0].0, &additions)?;
+        }
+        let moved = ids.len();
+        drop(ids);
+        self.trees
+            .meta
+            .insert(META_IDS_PACKED_THROUGH, &through.to_be_bytes()[..])?;
+        self.ids_packed_through.fetch_max(through, Ordering::SeqCst);
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .packing = None;
+        for (key, _) in &legacy_keys {
+            self.trees.feed.remove(key)?;
+        }
+        if legacy_keys.len() < legacy_max {
+            self.legacy_ids.store(false, Ordering::Relaxed);
+        }
+        self.trim_log()?;
+        Ok(moved)
     }
 
     /// Reserves `count` sequence numbers for inputs applied without the log (the
@@ -863,19 +1045,33 @@ impl Store {
     }
 
     /// Records the applied watermark and drops the log chunks it covers whole (a
-    /// chunk it cuts stays until the rest is applied). Dedup keys stay, so a
-    /// resent id is still a duplicate. Chunks left by a crash between the two are
-    /// below the watermark, never read, and dropped next time.
+    /// chunk it cuts stays until the rest is applied) once their ids are packed
+    /// ([`Store::pack_feed_ids`]), so a resent id is still a duplicate. Chunks
+    /// left by a crash between the two are below the watermark, never read
+    /// again as entries, and dropped next time.
     pub fn set_applied_through(&self, seq: u64) -> Result<()> {
         self.trees
             .meta
             .insert(META_APPLIED_THROUGH, &seq.to_be_bytes()[..])?;
+        self.applied_through_now.fetch_max(seq, Ordering::SeqCst);
+        self.trim_log()
+    }
+
+    /// Removes the log's chunks that are applied and whose ids are packed.
+    fn trim_log(&self) -> Result<()> {
+        let through = self
+            .applied_through_now
+            .load(Ordering::SeqCst)
+            .min(self.ids_packed_through.load(Ordering::SeqCst));
         let from = self.trimmed_through.load(Ordering::SeqCst);
-        for item in self.trees.feed.range(log_key(from)..=log_key(seq)) {
+        if through <= from {
+            return Ok(());
+        }
+        for item in self.trees.feed.range(log_key(from)..=log_key(through)) {
             let (key, _) = item?;
             self.trees.feed.remove(key)?;
         }
-        self.trimmed_through.fetch_max(seq, Ordering::SeqCst);
+        self.trimmed_through.fetch_max(through, Ordering::SeqCst);
         Ok(())
     }
 
@@ -1355,32 +1551,24 @@ fn open_counters(stats: &sled::Tree) -> Result<Counters> {
     Ok(counters)
 }
 
-/// Gives back the ids (`D` keys) that a crash in the middle of [`Store::append_feed`]
-/// left without their log entries' ids. Appends are serialised and sled recovers
-/// a prefix of the writes, so only the last append can be torn: this walks back
-/// from the newest entry until an entry whose id is there.
-fn restore_feed_ids(feed: &sled::Tree, applied: u64) -> Result<()> {
-    let unapplied = feed.range(log_key(applied.saturating_add(1))..=log_key(u64::MAX));
-    for item in unapplied.rev() {
+/// The feed's ids in the log's chunks after `packed_through`: the ids not
+/// packed yet (the log keeps those chunks until they are).
+fn waiting_ids(feed: &sled::Tree, packed_through: u64) -> Result<WaitingIds> {
+    let mut waiting = WaitingIds::default();
+    for item in feed.range(log_key(packed_through.saturating_add(1))..=log_key(u64::MAX)) {
         let (key, value) = item?;
         let chunk: StoredChunk = decode_in("feed", &key, &value)?;
-        let seqs = chunk.first..;
-        let mut feed_entries = 0;
-        for (seq, entry) in seqs.zip(chunk.entries) {
+        for (seq, entry) in (chunk.first..).zip(chunk.entries) {
             if let LogEntry::Feed { agency, event } = entry {
-                feed_entries += 1;
-                let id = dedup_key(&agency, &event.id);
-                if !feed.contains_key(&id)? {
-                    feed.insert(id, &seq.to_be_bytes()[..])?;
+                if seq > packed_through {
+                    waiting
+                        .current
+                        .insert(dedup_key(&agency, &event.id).into_boxed_slice(), seq);
                 }
             }
         }
-        if feed_entries > 0 {
-            // Only the last append of feed events can have been torn.
-            break;
-        }
     }
-    Ok(())
+    Ok(waiting)
 }
 
 /// Rewrites the one-entry-per-key log of earlier stores (`L` + seq) as chunks of
@@ -1722,13 +1910,15 @@ mod tests {
                 .count(),
             1
         );
-        // A resent id is still a duplicate after its entry left the log.
+        // A resent id is still a duplicate.
         assert_eq!(
             store
                 .append_feed("payments", vec![feed("a"), feed("e")])
                 .unwrap(),
             appended(&[4], &[0])
         );
+        // Applied and packed: the log is empty, the ids are in their buckets.
+        store.pack_feed_ids(100).unwrap();
         store.set_applied_through(4).unwrap();
         assert_eq!(log(&store, 0), []);
         assert_eq!(store.last_seq(), 4);
@@ -1758,7 +1948,9 @@ mod tests {
                     .unwrap(),
                 appended(&[4], &[0])
             );
-            // Everything applied: the log is empty, only the watermark remembers.
+            // Everything applied and packed: the log is empty, only the
+            // watermark remembers.
+            store.pack_feed_ids(100).unwrap();
             store.set_applied_through(4).unwrap();
             assert_eq!(log(&store, 0), []);
             store.flush().unwrap();
@@ -1906,8 +2098,171 @@ mod tests {
         assert_eq!(store.db().open_tree("stats").unwrap().len(), 1);
     }
 
+    /// The ids still kept as keys of their own in `feed` (stores before `feed_ids`).
+    fn legacy_keys(store: &Store) -> usize {
+        let feed = store.db().open_tree("feed").unwrap();
+        feed.scan_prefix(b"D").count() + feed.scan_prefix(b"S").count()
+    }
+
+    /// How many ids the buckets of `feed_ids` hold.
+    fn packed_ids(store: &Store) -> usize {
+        let buckets = store.db().open_tree("feed_ids").unwrap();
+        buckets
+            .iter()
+            .map(|item| feed_ids::count(&item.unwrap().1).unwrap())
+            .sum()
+    }
+
     #[test]
-    fn an_append_torn_by_a_crash_gets_its_ids_back_on_open() {
+    fn packed_ids_stay_duplicates_across_a_restart() {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(directory.path()).unwrap();
+            store
+                .append_feed("payments", vec![feed("a"), feed("b"), feed("c")])
+                .unwrap();
+            // SMS ids go straight to their buckets.
+            assert_eq!(store.append_sms_reply("msg-1", None).unwrap(), Some(4));
+            assert_eq!((store.unpacked_feed_ids(), packed_ids(&store)), (3, 1));
+            assert_eq!(store.pack_feed_ids(100).unwrap(), 3);
+            assert_eq!((store.unpacked_feed_ids(), packed_ids(&store)), (0, 4));
+            assert_eq!(
+                store
+                    .append_feed("payments", vec![feed("b"), feed("d")])
+                    .unwrap(),
+                // A reply without an entry takes no sequence number of its own.
+                appended(&[4], &[0])
+            );
+            store.flush().unwrap();
+        }
+        let store = Store::open(directory.path()).unwrap();
+        // A duplicate whether packed (a, b, c, msg-1) or not yet (d, read back
+        // from the log).
+        assert_eq!(store.unpacked_feed_ids(), 1);
+        assert_eq!(
+            store
+                .append_feed("payments", vec![feed("a"), feed("c"), feed("d"), feed("e")])
+                .unwrap(),
+            appended(&[5], &[0, 1, 2])
+        );
+        assert_eq!(store.append_sms_reply("msg-1", None).unwrap(), None);
+        assert_eq!(store.feed_event_seq("payments", "b").unwrap(), Some(2));
+        assert_eq!(store.feed_event_seq("payments", "d").unwrap(), Some(4));
+        assert_eq!(store.feed_event_seq("payments", "z").unwrap(), None);
+        assert_eq!(store.pack_feed_ids(100).unwrap(), 2);
+        assert_eq!(packed_ids(&store), 6);
+    }
+
+    #[test]
+    fn the_log_keeps_applied_chunks_until_their_ids_are_packed() {
+        let store = Store::open_temporary().unwrap();
+        store
+            .append_feed("payments", vec![feed("a"), feed("b")])
+            .unwrap();
+        let chunks = || {
+            store
+                .db()
+                .open_tree("feed")
+                .unwrap()
+                .scan_prefix(b"C")
+                .count()
+        };
+        store.set_applied_through(2).unwrap();
+        assert_eq!(chunks(), 1, "applied, but its ids wait in it");
+        store.pack_feed_ids(100).unwrap();
+        assert_eq!(chunks(), 0, "packed and applied");
+        // Packed first, applied after.
+        store.append_feed("payments", vec![feed("c")]).unwrap();
+        store.pack_feed_ids(100).unwrap();
+        assert_eq!(chunks(), 1, "packed, not applied");
+        store.set_applied_through(3).unwrap();
+        assert_eq!(chunks(), 0);
+        assert_eq!(
+            store
+                .append_feed("payments", vec![feed("a"), feed("c")])
+                .unwrap(),
+            appended(&[], &[0, 1])
+        );
+    }
+
+    #[test]
+    fn a_pass_torn_by_a_crash_packs_its_ids_again_once() {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(directory.path()).unwrap();
+            store
+                .append_feed("payments", vec![feed("a"), feed("b")])
+                .unwrap();
+            store.pack_feed_ids(100).unwrap();
+            // The crash came after the buckets and before the mark that the
+            // log's chunks are packed: take the mark away again.
+            let meta = store.db().open_tree("meta").unwrap();
+            meta.remove(META_IDS_PACKED_THROUGH).unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(directory.path()).unwrap();
+        assert_eq!(store.unpacked_feed_ids(), 2, "read back from the log");
+        assert_eq!(
+            store
+                .append_feed("payments", vec![feed("a"), feed("b")])
+                .unwrap(),
+            appended(&[], &[0, 1])
+        );
+        assert_eq!(store.pack_feed_ids(100).unwrap(), 2);
+        assert_eq!(packed_ids(&store), 2, "a once, b once");
+        assert_eq!(store.feed_event_seq("payments", "a").unwrap(), Some(1));
+    }
+
+    #[test]
+    fn ids_kept_as_stores_before_buckets_kept_them_stay_duplicates_and_get_packed() {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(directory.path()).unwrap();
+            let feed_tree = store.db().open_tree("feed").unwrap();
+            feed_tree
+                .insert(dedup_key("payments", "old"), &7u64.to_be_bytes()[..])
+                .unwrap();
+            feed_tree
+                .insert(b"Smsg-old", &8u64.to_be_bytes()[..])
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(directory.path()).unwrap();
+        assert_eq!(store.feed_event_seq("payments", "old").unwrap(), Some(7));
+        assert_eq!(store.append_sms_reply("msg-old", None).unwrap(), None);
+        store.append_feed("payments", vec![feed("new")]).unwrap();
+        // Passes of at most one old id: the new id and one old, then the other
+        // old one, then none (and lookups stop reading old keys).
+        assert_eq!(store.pack_feed_ids(1).unwrap(), 2);
+        assert_eq!(legacy_keys(&store), 1);
+        assert_eq!(store.pack_feed_ids(1).unwrap(), 1);
+        assert_eq!(store.pack_feed_ids(1).unwrap(), 0);
+        assert!(!store.legacy_feed_ids_left());
+        assert_eq!(legacy_keys(&store), 0);
+        assert_eq!(
+            store
+                .append_feed("payments", vec![feed("old"), feed("new")])
+                .unwrap(),
+            appended(&[], &[0, 1])
+        );
+        assert_eq!(store.append_sms_reply("msg-old", None).unwrap(), None);
+        assert_eq!(store.feed_event_seq("payments", "old").unwrap(), Some(7));
+    }
+
+    #[test]
+    fn a_damaged_bucket_of_ids_is_reported_not_read_as_new() {
+        let store = Store::open_temporary().unwrap();
+        store.append_feed("payments", vec![feed("a")]).unwrap();
+        store.pack_feed_ids(100).unwrap();
+        let buckets = store.db().open_tree("feed_ids").unwrap();
+        let (key, value) = buckets.iter().next().unwrap().unwrap();
+        buckets.insert(key, &value[..value.len() - 1]).unwrap();
+        let error = store.append_feed("payments", vec![feed("a")]).unwrap_err();
+        assert!(error.to_string().contains("feed_ids"), "{error}");
+    }
+
+    #[test]
+    fn ids_come_back_from_the_log_when_the_store_opens() {
         let directory = tempfile::tempdir().unwrap();
         {
             let store = Store::open(directory.path()).unwrap();
@@ -1915,11 +2270,6 @@ mod tests {
             store
                 .append_feed("payments", vec![feed("b"), feed("c")])
                 .unwrap();
-            // The crash came after the entries of the last append and before
-            // their ids: take the ids away again.
-            let feed_tree = store.db().open_tree("feed").unwrap();
-            feed_tree.remove(dedup_key("payments", "b")).unwrap();
-            feed_tree.remove(dedup_key("payments", "c")).unwrap();
             store.flush().unwrap();
         }
         let store = Store::open(directory.path()).unwrap();

@@ -602,6 +602,93 @@ async fn a_panicking_handler_restarts_its_family_and_spares_the_others() {
     );
 }
 
+/// `dfm_feed_ids_unpacked` on the admin port.
+async fn unpacked_ids(server: &Server) -> Option<u64> {
+    let metrics = client()
+        .get(format!("{}/metrics", server.admin))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("dfm_feed_ids_unpacked "))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[actix_rt::test]
+async fn an_agencys_ids_stay_duplicates_after_they_are_packed_and_after_a_crash() {
+    let mut world = world_edited(
+        SmsSimulatorOptions::default(),
+        BankSimulatorOptions::default(),
+        ("72h", "48h"),
+        "",
+        |text, _| text.replace("[storage]\n", "[storage]\nfeed_ids_pack_at = 3\n"),
+    )
+    .await;
+    let events: Vec<_> = (0..10)
+        .map(|n| {
+            let person = iin("1991-02-03", n % 2 == 0, 100 + n * 7);
+            event(
+                &format!("p-{n}"),
+                "citizen.registered",
+                json!({"iin": person, "full_name": "Ерлан Сапаров", "birth_date": "1991-02-03", "sex": if n % 2 == 0 { "male" } else { "female" }}),
+            )
+        })
+        .collect();
+    let (status, answer) = feed(&world.server, "population", POPULATION, ndjson(&events)).await;
+    assert_eq!(
+        (status, answer["accepted"].as_u64()),
+        (200, Some(10)),
+        "{answer}"
+    );
+    // Ten ids waiting, three at most per pass: the packer runs passes until
+    // none is left.
+    eventually("the ids packed", Duration::from_secs(20), || async {
+        (unpacked_ids(&world.server).await == Some(0)).then_some(())
+    })
+    .await;
+    let (status, answer) = feed(&world.server, "population", POPULATION, ndjson(&events)).await;
+    assert_eq!(
+        (
+            status,
+            answer["accepted"].as_u64(),
+            answer["duplicates"].as_u64()
+        ),
+        (200, Some(0), Some(10)),
+        "{answer}"
+    );
+    let known: serde_json::Value = client()
+        .get(format!(
+            "{}/v1/feeds/population/events/p-4",
+            world.server.public
+        ))
+        .bearer_auth(POPULATION)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(known["seq"].as_u64().unwrap() > 0, "{known}");
+    // Killed with no drain and no flush; restarted: still duplicates.
+    world.server.kill();
+    world.server.restart();
+    let (status, answer) = feed(&world.server, "population", POPULATION, ndjson(&events)).await;
+    assert_eq!(
+        (
+            status,
+            answer["accepted"].as_u64(),
+            answer["duplicates"].as_u64()
+        ),
+        (200, Some(0), Some(10)),
+        "{answer}"
+    );
+}
+
 #[actix_rt::test]
 async fn sigkill_right_after_a_200_loses_nothing() {
     let mut world = world().await;
