@@ -6,12 +6,11 @@
 //! holds about 50 bytes per key whatever the value (5,000,000 ids of 20 bytes
 //! held 255 MB once opened, with a 16 MB cache as with 256 MB), and it never
 //! merges the nodes that removals empty (the same 5,000,000 keys inserted and
-//! then all removed still held 220 MB). So an id is first written as a key of
-//! its own in the `feed` tree, `R` + its bucket's number + the id (the append
-//! path's one cheap write; keyed by bucket so that new ids fill the nodes the
-//! last pass emptied), and the service moves those keys in passes into
-//! [`BUCKETS`] keys of the `feed_ids` tree: a hash of the id chooses the
-//! bucket, and a bucket holds its ids sorted.
+//! then all removed still held 220 MB). So an accepted event's id stays in its
+//! log chunk (and in memory) until the service packs the ids taken so far, in
+//! one pass, into [`BUCKETS`] keys of the `feed_ids` tree: a hash of the id
+//! chooses the bucket, and a bucket holds its ids sorted
+//! ([`crate::store::Store::pack_feed_ids`]).
 //!
 //! A bucket's value is [`BUCKET_FORMAT`], then its entries, each the id's key
 //! length (u16 BE), the key (`D` + agency + `\0` + event id, or `S` + inbound

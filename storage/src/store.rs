@@ -16,12 +16,14 @@
 //! bench: the SMS callback's threads blocked inside sled while the dispatcher's
 //! transaction ran, and a reply waited 12 ms for a 1 ms flush. So the serving
 //! paths use single-key writes only, in an order that replay repairs:
-//! - The log: an entry (`C`) before its id (`R`). A crash can leave the last
-//!   append's entries without ids (never ids without entries); [`Store::open`]
-//!   restores the missing ids, so the agency's retry is a duplicate. A packing
-//!   pass ([`Store::pack_feed_ids`]) writes an id's bucket before it removes
-//!   the id's own key. A repeated
-//!   SMS reply is harmless: the consent machine ignores a second answer.
+//! - The log: a feed event's id is in its entry (one chunk, one write) until a
+//!   packing pass ([`Store::pack_feed_ids`]) writes it into its bucket, then
+//!   marks the chunks packed (`ids_packed_through`); a chunk goes only once it
+//!   is applied and packed, and [`Store::open`] reads the ids of the chunks
+//!   after the mark back into memory. A crash before the mark packs those ids
+//!   again, once. An SMS reply's entry is written before its id (its bucket): a
+//!   crash between them at worst applies the reply twice, and the consent
+//!   machine ignores a second answer.
 //! - A dispatch batch ([`Store::commit_families`]): side-table additions, then the
 //!   counters with the batch's last sequence number, then the family records, then
 //!   side-table removals; the dispatcher moves the applied watermark last. A crash
@@ -37,11 +39,11 @@
 //! # Trees
 //! | tree | key | value |
 //! |---|---|---|
-//! | `feed` | `C` + last seq (u64 BE) / `R` + bucket (u32 BE) + id, the id being `D` + agency + `\0` + event id or `S` + inbound SMS id (stores before `feed_ids`: the id alone) | the [`LogEntry`]s of one append / seq, until the id is packed into `feed_ids` |
+//! | `feed` | `C` + last seq (u64 BE) / (stores before `feed_ids`, until packed) `D` + agency + `\0` + event id, `S` + inbound SMS id | the [`LogEntry`]s of one append / seq |
 //! | `families` | family id | [`FamilyRecord`] |
 //! | `orphans` | IIN | [`CitizenFacts`] of a citizen in no family |
 //! | `citizen_buckets` | bucket number (u32 BE) | the routing index: citizens' families, packed ([`crate::citizen_index`]) |
-//! | `feed_ids` | bucket number (u32 BE) | the `D` and `S` ids of `feed`, packed: key and seq of each ([`crate::feed_ids`]) |
+//! | `feed_ids` | bucket number (u32 BE) | ids the log has taken (`D` + agency + `\0` + event id, `S` + inbound SMS id) with their seqs, packed ([`crate::feed_ids`]) |
 //! | `meta` | name | u64 watermarks |
 //! | `sms_outbox` | reference | [`SmsOrder`] |
 //! | `payment_outbox` | reference id | [`PaymentOrder`] |
