@@ -588,7 +588,7 @@ const IDS_DEFAULT: u64 = 2_000_000;
 /// Ids per append, as in a feed request of 1,000 events.
 const IDS_PER_APPEND: u64 = 1_000;
 /// The service's default `storage.feed_ids_pack_at`.
-const IDS_PACK_AT: usize = 500_000;
+const IDS_PACK_AT: usize = storage::feed_ids::DEFAULT_PACK_AT;
 
 /// What one way of keeping the ids measured.
 struct IdsFigures {

@@ -108,7 +108,7 @@ struct RawStorage {
 }
 
 fn default_feed_ids_pack_at() -> usize {
-    500_000
+    storage::feed_ids::DEFAULT_PACK_AT
 }
 
 fn default_cache_mb() -> usize {
@@ -300,8 +300,8 @@ pub struct Config {
     pub storage_path: PathBuf,
     /// sled's page cache, in bytes.
     pub cache_bytes: usize,
-    /// Ids the feed has taken since the last packing pass before the next
-    /// ([`storage::feed_ids`]); also the most one pass moves.
+    /// Accepted ids waiting in memory (and in their log chunks) that start a
+    /// packing pass ([`storage::feed_ids`]); the pass packs all that wait.
     pub feed_ids_pack_at: usize,
     pub sms: GatewayConfig,
     pub sms_callback_token: String,

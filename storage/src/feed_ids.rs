@@ -25,6 +25,11 @@ pub const BUCKETS: u32 = 1 << BUCKET_BITS;
 /// The first byte of every bucket's value, so that the layout can be migrated.
 pub const BUCKET_FORMAT: u8 = 1;
 
+/// Accepted ids that wait before the service packs them, unless the
+/// configuration says otherwise (`storage.feed_ids_pack_at`): about 30 MB of
+/// ids in memory.
+pub const DEFAULT_PACK_AT: usize = 500_000;
+
 /// Why a stored bucket cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("feed id bucket: {0}")]
