@@ -174,6 +174,8 @@ pub async fn start_with_store(
             })
             .context("cannot start the projection backfill")?;
     }
+    let agency_backlog = http::public::AgencyBacklog::from_log(&store, store.applied_through()?)
+        .context("counting each agency's unapplied events in the log")?;
     let metrics = Arc::new(Metrics::default());
     let wake = Arc::new(Notify::new());
     let inbox = Inbox::new(store.clone(), wake.clone());
@@ -273,7 +275,7 @@ pub async fn start_with_store(
         clock,
         notifier,
         catalogue_text: RwLock::new(std::fs::read_to_string(&config.catalogue).unwrap_or_default()),
-        agency_backlog: Default::default(),
+        agency_backlog,
     });
     let public_state = state.clone();
     let body_limit = config.body_bytes_max;

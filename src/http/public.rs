@@ -35,9 +35,9 @@ pub const BACKLOG_HEADER: &str = "X-Dfm-Backlog";
 /// Each agency's accepted events not applied yet, so that one agency's flood
 /// gets 503 at `server.agency_backlog_max` and leaves the rest of the shared
 /// backlog (`server.log_backlog_max`) to the others. Like the shared limit it
-/// is checked before a request is read, so one request may go past it. Counted
-/// from what this process accepted: events accepted before a restart count
-/// toward the shared limit only.
+/// is checked before a request is read, so one request may go past it. At
+/// start it counts what the log holds unapplied ([`AgencyBacklog::from_log`]),
+/// so a restart does not reset an agency's share.
 #[derive(Debug, Default)]
 pub struct AgencyBacklog {
     agencies: Mutex<HashMap<String, Pending>>,
@@ -50,7 +50,33 @@ struct Pending {
     events: u64,
 }
 
+/// Log entries read per step when [`AgencyBacklog::from_log`] counts the log.
+const BACKLOG_READ_PAGE: usize = 20_000;
+
 impl AgencyBacklog {
+    /// Each agency's feed events in the log after `applied`: what a process
+    /// that stopped (or crashed) had accepted and not applied yet.
+    pub fn from_log(store: &storage::Store, applied: u64) -> storage::store::Result<Self> {
+        let backlog = AgencyBacklog::default();
+        let mut after = applied;
+        loop {
+            let page = store.read_log(after, BACKLOG_READ_PAGE)?;
+            let Some(&(last, _)) = page.last() else {
+                return Ok(backlog);
+            };
+            let mut by_agency: HashMap<String, Vec<u64>> = HashMap::new();
+            for (seq, entry) in page {
+                if let LogEntry::Feed { agency, .. } = entry {
+                    by_agency.entry(agency).or_default().push(seq);
+                }
+            }
+            for (agency, seqs) in by_agency {
+                backlog.accepted(&agency, &seqs);
+            }
+            after = last;
+        }
+    }
+
     /// `agency`'s accepted events not applied yet, when everything through
     /// `applied` is. Forgets the appends that are applied.
     pub fn pending(&self, agency: &str, applied: u64) -> u64 {
@@ -395,4 +421,48 @@ async fn sms_inbound(
         let _ = state.notifier.send(actors::notifier::SendSms(order)).await;
     }
     Ok(HttpResponse::Ok().json(serde_json::json!({"status": "stored", "outcome": outcome})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use storage::event::{EventData, FeedEvent};
+    use storage::ids::{Iin, Sex};
+
+    fn events(agency: &str, ids: &[&str]) -> Vec<LogEntry> {
+        let born = chrono::NaiveDate::from_ymd_opt(1990, 1, 1).unwrap();
+        let iin = Iin::from_parts(born, Sex::Male, 1).unwrap();
+        ids.iter()
+            .map(|id| LogEntry::Feed {
+                agency: agency.to_owned(),
+                event: FeedEvent {
+                    id: (*id).to_owned(),
+                    occurred_at: Utc::now(),
+                    data: EventData::SocialWalletOpened { iin },
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_restart_counts_each_agencys_unapplied_events_from_the_log() {
+        let store = storage::Store::open_temporary().unwrap();
+        for (agency, ids) in [
+            ("income", &["i1", "i2", "i3"][..]),
+            ("health", &["h1", "h2"][..]),
+            ("income", &["i4"][..]),
+        ] {
+            store.append_feed(agency, events(agency, ids)).unwrap();
+        }
+        let nothing_applied = AgencyBacklog::from_log(&store, 0).unwrap();
+        assert_eq!(nothing_applied.pending("income", 0), 4);
+        assert_eq!(nothing_applied.pending("health", 0), 2);
+        assert_eq!(nothing_applied.pending("education", 0), 0);
+        // Applied through the first append: its events are not counted.
+        let some_applied = AgencyBacklog::from_log(&store, 3).unwrap();
+        assert_eq!(some_applied.pending("income", 3), 1);
+        assert_eq!(some_applied.pending("health", 3), 2);
+        assert_eq!(some_applied.pending("income", 6), 0);
+        assert_eq!(some_applied.pending("health", 6), 0);
+    }
 }
