@@ -131,7 +131,7 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         );
         let _ = std::io::stdout().flush();
         tracing::info!(public = %running.public_addr, admin = %running.admin_addr, "serving");
-        wait_for_signal().await;
+        wait_for_signal(&running.state, &config_path).await;
         tracing::info!("stopping: draining accepted work");
         let store = running.state.store.clone();
         running.stop().await?;
@@ -142,13 +142,30 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT. On SIGHUP, reads the configuration file again
+/// and takes its agencies, operators and SMS token (token rotation without a
+/// restart); a file that no longer validates changes nothing.
+async fn wait_for_signal(state: &service::AppState, config_path: &std::path::Path) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
     let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+    let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler installs");
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => return,
+            _ = interrupt.recv() => return,
+            _ = hangup.recv() => match Config::load(config_path) {
+                Ok(config) => {
+                    state.reload_credentials(&config);
+                    tracing::info!(
+                        agencies = config.agencies.len(),
+                        operators = config.operators.len(),
+                        "SIGHUP: took the agencies, operators and SMS token of the configuration again; its other keys take effect at the next start"
+                    );
+                }
+                Err(error) => tracing::error!(%error, "SIGHUP: the configuration is refused; nothing changed"),
+            },
+        }
     }
 }
 

@@ -266,6 +266,25 @@ pub struct Agency {
     pub types: BTreeSet<String>,
 }
 
+/// Who may call the service: what a running `serve` takes again from its
+/// configuration file on SIGHUP, without a restart.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub agencies: Vec<Agency>,
+    pub operators: Vec<Operator>,
+    pub sms_callback_token: String,
+}
+
+impl Config {
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            agencies: self.agencies.clone(),
+            operators: self.operators.clone(),
+            sms_callback_token: self.sms_callback_token.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Operator {
     pub name: String,

@@ -31,7 +31,11 @@ use crate::http;
 
 /// What the HTTP handlers share.
 pub struct AppState {
+    /// As loaded at start; who may call the service is in `credentials`.
     pub config: Config,
+    /// Agencies, operators and the SMS gateway's token, as last loaded (at
+    /// start, then on each SIGHUP).
+    pub credentials: RwLock<Arc<crate::config::Credentials>>,
     pub store: Arc<Store>,
     pub durability: GroupCommit,
     pub inbox: Inbox,
@@ -46,6 +50,20 @@ pub struct AppState {
 }
 
 impl AppState {
+    pub fn credentials(&self) -> Arc<crate::config::Credentials> {
+        self.credentials
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Takes the agencies, operators and SMS token of `config` (the same file,
+    /// read again); its other keys take effect at the next start.
+    pub fn reload_credentials(&self, config: &Config) {
+        *self.credentials.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(config.credentials());
+    }
+
     pub fn rules(&self) -> Arc<Rules> {
         self.rules.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -265,6 +283,7 @@ pub async fn start_with_store(
     }
 
     let state = web::Data::new(AppState {
+        credentials: RwLock::new(Arc::new(config.credentials())),
         config: config.clone(),
         store,
         durability,

@@ -60,17 +60,18 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/v1/rules/reload", web::post().to(reload_rules));
 }
 
-fn authorize<'a>(
-    state: &'a AppState,
+fn authorize(
+    state: &AppState,
     request: &HttpRequest,
     allowed: &[Role],
-) -> Result<&'a Operator, ApiError> {
+) -> Result<Operator, ApiError> {
     let token = bearer(request).ok_or(ApiError::Unauthorized)?;
     let operator = state
-        .config
+        .credentials()
         .operators
         .iter()
         .find(|operator| same_secret(token, &operator.token))
+        .cloned()
         .ok_or(ApiError::Unauthorized)?;
     if !allowed.contains(&operator.role) {
         return Err(ApiError::Forbidden(format!(
@@ -229,7 +230,7 @@ async fn list_families(
     request: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = authorize(&state, &request, &[Role::Viewer, Role::Operator])?;
+    let operator = &authorize(&state, &request, &[Role::Viewer, Role::Operator])?;
     let region = match &query.region {
         Some(code) => Some(
             code.parse::<Region>()
@@ -464,7 +465,7 @@ async fn family(
     request: HttpRequest,
     family_id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = authorize(&state, &request, &[Role::Operator])?;
+    let operator = &authorize(&state, &request, &[Role::Operator])?;
     let family_id = parse_family_id(&family_id)?;
     audit(
         &state,
@@ -496,7 +497,7 @@ async fn citizen(
     request: HttpRequest,
     iin: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = authorize(&state, &request, &[Role::Operator])?;
+    let operator = &authorize(&state, &request, &[Role::Operator])?;
     let iin: Iin = iin
         .parse()
         .map_err(|e| ApiError::BadRequest(format!("iin: {e}")))?;
@@ -580,7 +581,7 @@ async fn reevaluate(
     request: HttpRequest,
     family_id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = authorize(&state, &request, &[Role::Operator])?;
+    let operator = &authorize(&state, &request, &[Role::Operator])?;
     let family_id = parse_family_id(&family_id)?;
     audit(
         &state,
@@ -606,7 +607,7 @@ async fn review(
     family_id: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = authorize(&state, &request, &[Role::Operator])?;
+    let operator = &authorize(&state, &request, &[Role::Operator])?;
     let family_id = parse_family_id(&family_id)?;
     let body: ReviewBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
@@ -643,7 +644,7 @@ async fn reoffer(
     request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = authorize(&state, &request, &[Role::Operator])?;
+    let operator = &authorize(&state, &request, &[Role::Operator])?;
     let (family_id, entitlement_id) = path.into_inner();
     let family_id = parse_family_id(&family_id)?;
     let record = state
@@ -687,7 +688,7 @@ async fn run_cycle(
     request: HttpRequest,
     month: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = authorize(&state, &request, &[Role::Operator])?;
+    let operator = &authorize(&state, &request, &[Role::Operator])?;
     let month: Month = month
         .parse()
         .map_err(|e| ApiError::BadRequest(format!("month: {e}")))?;
@@ -926,7 +927,7 @@ async fn whatif(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = authorize(&state, &request, &[Role::Operator])?;
+    let operator = &authorize(&state, &request, &[Role::Operator])?;
     let body: WhatIfBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
             "expected {{\"patch_toml\": \"…\"}} or {{\"catalogue_toml\": \"…\"}}: {e}"
@@ -1029,7 +1030,7 @@ async fn reload_rules(
     state: web::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = authorize(&state, &request, &[Role::Operator])?;
+    let operator = &authorize(&state, &request, &[Role::Operator])?;
     let text = std::fs::read_to_string(&state.config.catalogue)
         .map_err(|e| ApiError::BadRequest(format!("programs.catalogue: {e}")))?;
     let proposed = Rules::from_toml_str(&text, state.config.year)

@@ -118,17 +118,18 @@ struct FeedAnswer {
 }
 
 /// The agency the path names, if the request carries its token.
-fn authorize_agency<'a>(
-    state: &'a AppState,
+fn authorize_agency(
+    state: &AppState,
     request: &HttpRequest,
     name: &str,
-) -> Result<&'a crate::config::Agency, ApiError> {
+) -> Result<crate::config::Agency, ApiError> {
     state
-        .config
+        .credentials()
         .agencies
         .iter()
         .find(|a| a.name == name)
         .filter(|a| bearer(request).is_some_and(|token| same_secret(token, &a.token)))
+        .cloned()
         .ok_or(ApiError::Unauthorized)
 }
 
@@ -148,7 +149,7 @@ async fn feed_event(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (agency_name, id) = path.into_inner();
-    let agency = authorize_agency(&state, &request, &agency_name)?;
+    let agency = &authorize_agency(&state, &request, &agency_name)?;
     let seq = state
         .store
         .feed_event_seq(&agency.name, &id)
@@ -201,7 +202,7 @@ async fn feed(
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let agency_name = agency.into_inner();
-    let agency = authorize_agency(&state, &request, &agency_name)?;
+    let agency = &authorize_agency(&state, &request, &agency_name)?;
     let backlog = state.store.backlog().map_err(ApiError::internal)?;
     if backlog >= state.config.log_backlog_max {
         state
@@ -332,7 +333,9 @@ async fn sms_inbound(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    if !bearer(&request).is_some_and(|token| same_secret(token, &state.config.sms_callback_token)) {
+    if !bearer(&request)
+        .is_some_and(|token| same_secret(token, &state.credentials().sms_callback_token))
+    {
         return Err(ApiError::Unauthorized);
     }
     let started = Instant::now();

@@ -370,3 +370,76 @@ async fn metrics_cover_the_pipeline_and_logs_hold_no_personal_data() {
         );
     }
 }
+
+#[actix_rt::test]
+async fn tokens_are_rotated_on_sighup_without_a_restart() {
+    let world = world().await;
+    let person = iin("1988-08-08", true, 11);
+    let body = || {
+        ndjson(&[event(
+            &format!("rot-{}", rand_suffix()),
+            "citizen.registered",
+            json!({"iin": person, "full_name": "Ерлан", "birth_date": "1988-08-08", "sex": "male"}),
+        )])
+    };
+    let config = world.server.config.clone();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(POPULATION, "pop-rotated")
+            .replace(VIEWER, "victor-rotated"),
+    )
+    .unwrap();
+    world.server.hangup();
+    eventually("the new tokens taken", Duration::from_secs(10), || async {
+        let (status, _) = feed(&world.server, "population", "pop-rotated", body()).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    assert_eq!(
+        feed(&world.server, "population", POPULATION, body())
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        get(&world.server, "/v1/stats", "victor-rotated").await.0,
+        200
+    );
+    assert_eq!(get(&world.server, "/v1/stats", VIEWER).await.0, 401);
+    // A file that no longer validates changes nothing.
+    let rotated = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        rotated
+            .replace("pop-rotated", "pop-third")
+            .replace("[storage]", "[storage]\ncache_mb = 0"),
+    )
+    .unwrap();
+    world.server.hangup();
+    eventually("the refusal logged", Duration::from_secs(10), || async {
+        let log = std::fs::read_to_string(&world.server.log).unwrap_or_default();
+        log.contains("SIGHUP: the configuration is refused")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        feed(&world.server, "population", "pop-rotated", body())
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        feed(&world.server, "population", "pop-third", body())
+            .await
+            .0,
+        401
+    );
+}
+
+/// A fresh suffix for event ids, so that each request is new.
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}

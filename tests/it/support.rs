@@ -148,6 +148,15 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// SIGHUP: the service reads its configuration file again.
+    pub fn hangup(&self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill -HUP");
+    }
+
     /// SIGTERM, and wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
