@@ -158,8 +158,8 @@ async fn wait_for_signal(state: &service::AppState, config_path: &std::path::Pat
                 Ok(config) => {
                     state.reload_credentials(&config);
                     tracing::info!(
-                        agencies = config.agencies.len(),
-                        operators = config.operators.len(),
+                        agencies = config.credentials.agencies.len(),
+                        operators = config.credentials.operators.len(),
                         "SIGHUP: took the agencies, operators and SMS token of the configuration again; its other keys take effect at the next start"
                     );
                 }

@@ -275,16 +275,6 @@ pub struct Credentials {
     pub sms_callback_token: String,
 }
 
-impl Config {
-    pub fn credentials(&self) -> Credentials {
-        Credentials {
-            agencies: self.agencies.clone(),
-            operators: self.operators.clone(),
-            sms_callback_token: self.sms_callback_token.clone(),
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Operator {
     pub name: String,
@@ -323,13 +313,12 @@ pub struct Config {
     /// packing pass ([`storage::feed_ids`]); the pass packs all that wait.
     pub feed_ids_pack_at: usize,
     pub sms: GatewayConfig,
-    pub sms_callback_token: String,
     pub bank: GatewayConfig,
     pub payer_fa: String,
     pub reply_window: Duration,
     pub reminder_after: Duration,
-    pub agencies: Vec<Agency>,
-    pub operators: Vec<Operator>,
+    /// Agencies, operators and the SMS gateway's token: what SIGHUP reloads.
+    pub credentials: Credentials,
     pub catalogue: PathBuf,
     pub year: i32,
     pub active_families_max: usize,
@@ -606,7 +595,6 @@ impl Config {
                 raw.sms.retry_delay_ms_min,
                 raw.sms.retry_delay_ms_max,
             )?,
-            sms_callback_token: raw.sms.callback_token,
             bank: gateway(
                 "bank",
                 &raw.bank.url,
@@ -623,8 +611,11 @@ impl Config {
             },
             reply_window,
             reminder_after,
-            agencies,
-            operators,
+            credentials: Credentials {
+                agencies,
+                operators,
+                sms_callback_token: raw.sms.callback_token,
+            },
             catalogue: resolve(&raw.programs.catalogue),
             year: raw.programs.year,
             active_families_max: positive(
@@ -678,7 +669,7 @@ year = 2026
         config.storage_path = storage_path;
         config.catalogue = catalogue;
         for (name, token) in LOCAL_AGENCY_TOKENS {
-            config.agencies.push(Agency {
+            config.credentials.agencies.push(Agency {
                 name: name.to_owned(),
                 token: token.to_owned(),
                 types: storage::event::default_types_for(name)
@@ -692,7 +683,7 @@ year = 2026
             ("demo-viewer", Role::Viewer, "viewer-secret"),
             ("demo-auditor", Role::Auditor, "auditor-secret"),
         ] {
-            config.operators.push(Operator {
+            config.credentials.operators.push(Operator {
                 name: name.to_owned(),
                 role,
                 token: token.to_owned(),
@@ -748,8 +739,8 @@ year = 2026
     fn the_contract_example_parses() {
         let config = Config::parse(GOOD, Path::new("dfm.toml")).unwrap();
         assert_eq!(config.reply_window, Duration::from_secs(72 * 3600));
-        assert_eq!(config.agencies[0].types.len(), 6);
-        assert_eq!(config.operators[0].role, Role::Operator);
+        assert_eq!(config.credentials.agencies[0].types.len(), 6);
+        assert_eq!(config.credentials.operators[0].role, Role::Operator);
         assert_eq!(config.cache_bytes, storage::store::DEFAULT_CACHE_BYTES);
         assert_eq!(config.agency_backlog_max, config.log_backlog_max / 2);
     }

@@ -87,6 +87,7 @@ pub fn load_line(line: &str, config: &Config) -> Result<(String, FeedEvent), Str
     let parsed = parsed?;
     let type_name = parsed.data.type_name();
     let allowed = config
+        .credentials
         .agencies
         .iter()
         .find(|a| a.name == agency)

@@ -31,7 +31,8 @@ use crate::http;
 
 /// What the HTTP handlers share.
 pub struct AppState {
-    /// As loaded at start; who may call the service is in `credentials`.
+    /// As loaded at start; its `credentials` are those of the start, and the
+    /// current ones (SIGHUP) are in `credentials` below.
     pub config: Config,
     /// Agencies, operators and the SMS gateway's token, as last loaded (at
     /// start, then on each SIGHUP).
@@ -61,7 +62,7 @@ impl AppState {
     /// read again); its other keys take effect at the next start.
     pub fn reload_credentials(&self, config: &Config) {
         *self.credentials.write().unwrap_or_else(|e| e.into_inner()) =
-            Arc::new(config.credentials());
+            Arc::new(config.credentials.clone());
     }
 
     pub fn rules(&self) -> Arc<Rules> {
@@ -283,7 +284,7 @@ pub async fn start_with_store(
     }
 
     let state = web::Data::new(AppState {
-        credentials: RwLock::new(Arc::new(config.credentials())),
+        credentials: RwLock::new(Arc::new(config.credentials.clone())),
         config: config.clone(),
         store,
         durability,

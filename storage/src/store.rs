@@ -466,8 +466,6 @@ pub struct Store {
     legacy_ids: std::sync::atomic::AtomicBool,
     /// One packing pass at a time.
     pack_lock: Mutex<()>,
-    /// The applied watermark, as last set.
-    applied_through_now: AtomicU64,
 }
 
 /// The feed's ids whose entries are in the log and not yet packed into
@@ -727,7 +725,6 @@ impl Store {
             ids_packed_through: AtomicU64::new(ids_packed_through),
             legacy_ids: legacy_ids.into(),
             pack_lock: Mutex::new(()),
-            applied_through_now: AtomicU64::new(applied),
         })
     }
 
@@ -932,7 +929,7 @@ impl Store {
         if legacy_keys.len() < legacy_max {
             self.legacy_ids.store(false, Ordering::Relaxed);
         }
-        self.trim_log()?;
+        self.trim_log(self.applied_through()?)?;
         Ok(moved)
     }
 
@@ -1055,16 +1052,13 @@ impl Store {
         self.trees
             .meta
             .insert(META_APPLIED_THROUGH, &seq.to_be_bytes()[..])?;
-        self.applied_through_now.fetch_max(seq, Ordering::SeqCst);
-        self.trim_log()
+        self.trim_log(seq)
     }
 
-    /// Removes the log's chunks that are applied and whose ids are packed.
-    fn trim_log(&self) -> Result<()> {
-        let through = self
-            .applied_through_now
-            .load(Ordering::SeqCst)
-            .min(self.ids_packed_through.load(Ordering::SeqCst));
+    /// Removes the log's chunks that are applied (through `applied`) and whose
+    /// ids are packed.
+    fn trim_log(&self, applied: u64) -> Result<()> {
+        let through = applied.min(self.ids_packed_through.load(Ordering::SeqCst));
         let from = self.trimmed_through.load(Ordering::SeqCst);
         if through <= from {
             return Ok(());
