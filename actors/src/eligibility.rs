@@ -48,19 +48,31 @@ pub fn decide_programs(
     rules
         .programs
         .iter()
-        .map(|program| decide(program, &household, rules))
+        .map(|program| decide(program, &household, rules, Words::Written))
         .collect()
+}
+
+/// Whether a decision's reasons are written out. A what-if or a re-score scan
+/// reads only the eligibility and the awards, and words are most of a
+/// decision's cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Words {
+    Written,
+    /// Reasons are counted, not written: the decision's `reasons` are empty.
+    Skipped,
 }
 
 pub(crate) fn decide(
     program: &ProgramRule,
     household: &Household<'_>,
     rules: &Rules,
+    words: Words,
 ) -> ProgramDecision {
     let context = Context {
         household,
         rules,
         program,
+        words,
     };
     let outcome = match &program.params {
         ProgramParams::Birth(rule) => birth(rule, &context),
@@ -86,7 +98,7 @@ pub(crate) fn decide(
         .is_some_and(|award| award.amount == Money::ZERO)
     {
         reasons.pop(); // "paid to …", which `Context::award` always adds last.
-        reasons.push("the amount rounds to 0.00 KZT, so there is nothing to award".to_owned());
+        reasons.say(|| "the amount rounds to 0.00 KZT, so there is nothing to award".to_owned());
         award = None;
     }
     if award.is_none() {
@@ -95,7 +107,7 @@ pub(crate) fn decide(
     ProgramDecision {
         code: program.code.clone(),
         eligible: award.is_some(),
-        reasons,
+        reasons: reasons.list,
         award,
         more_awards,
     }
@@ -105,9 +117,31 @@ struct Context<'h, 'a> {
     household: &'h Household<'a>,
     rules: &'h Rules,
     program: &'h ProgramRule,
+    words: Words,
 }
 
 impl Context<'_, '_> {
+    /// No reasons yet.
+    fn reasons(&self) -> Reasons {
+        Reasons {
+            words: self.words == Words::Written,
+            list: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// Reasons that start with `words`.
+    fn because(&self, words: impl FnOnce() -> String) -> Reasons {
+        let mut reasons = self.reasons();
+        reasons.say(words);
+        reasons
+    }
+
+    /// A refusal for one reason.
+    fn refused(&self, words: impl FnOnce() -> String) -> Outcome {
+        refused(self.because(words))
+    }
+
     fn today(&self) -> NaiveDate {
         self.household.today
     }
@@ -119,17 +153,19 @@ impl Context<'_, '_> {
     /// An eligible outcome paying `amount` to `recipient`.
     fn award(
         &self,
-        mut reasons: Vec<String>,
+        mut reasons: Reasons,
         recipient: Recipient<'_>,
         amount: Money,
         occasion: Option<Month>,
         last_month: Option<Month>,
     ) -> Outcome {
-        reasons.push(format!(
-            "paid to {}, {}",
-            recipient.role_words,
-            recipient.person.name()
-        ));
+        reasons.say(|| {
+            format!(
+                "paid to {}, {}",
+                recipient.role_words,
+                recipient.person.name()
+            )
+        });
         Outcome {
             reasons,
             award: Some(AwardDecision {
@@ -150,14 +186,45 @@ struct Recipient<'a> {
     role_words: &'static str,
 }
 
+/// A decision's reasons, in the order a reader needs them. With
+/// [`Words::Skipped`] they are only counted: whether there is one can decide
+/// the outcome (TSA's refusals), and every decision has one.
+struct Reasons {
+    words: bool,
+    list: Vec<String>,
+    count: usize,
+}
+
+impl Reasons {
+    fn say(&mut self, words: impl FnOnce() -> String) {
+        self.insert(self.count, words);
+    }
+
+    fn insert(&mut self, at: usize, words: impl FnOnce() -> String) {
+        if self.words {
+            self.list.insert(at, words());
+        }
+        self.count += 1;
+    }
+
+    fn pop(&mut self) {
+        self.list.pop();
+        self.count = self.count.saturating_sub(1);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
 struct Outcome {
-    reasons: Vec<String>,
+    reasons: Reasons,
     award: Option<AwardDecision>,
     /// Further recipients of a benefit paid per person.
     more_awards: Vec<AwardDecision>,
 }
 
-fn refused(reasons: Vec<String>) -> Outcome {
+fn refused(reasons: Reasons) -> Outcome {
     Outcome {
         reasons,
         award: None,
@@ -165,10 +232,8 @@ fn refused(reasons: Vec<String>) -> Outcome {
     }
 }
 
-fn no_recipient(mut reasons: Vec<String>, whom: &str) -> Outcome {
-    reasons.push(format!(
-        "nobody in the family can receive it: there is no living {whom}"
-    ));
+fn no_recipient(mut reasons: Reasons, whom: &str) -> Outcome {
+    reasons.say(|| format!("nobody in the family can receive it: there is no living {whom}"));
     refused(reasons)
 }
 
@@ -366,49 +431,57 @@ fn birth(rule: &BirthRule, context: &Context<'_, '_>) -> Outcome {
         born <= today && today < day_reaching(born, rule.window_months)
     };
     let Some(newborn) = children.iter().copied().rfind(in_window) else {
-        let youngest = children
-            .iter()
-            .rfind(|facts| facts.birth_date() <= today)
-            .map(|facts| {
-                format!(
-                    " (the youngest, {}, was born on {})",
-                    member_name(facts),
-                    facts.birth_date()
-                )
-            })
-            .unwrap_or_default();
-        return refused(vec![format!(
-            "no child born within the last {} months{youngest}",
-            rule.window_months
-        )]);
+        return context.refused(|| {
+            let youngest = children
+                .iter()
+                .rfind(|facts| facts.birth_date() <= today)
+                .map(|facts| {
+                    format!(
+                        " (the youngest, {}, was born on {})",
+                        member_name(facts),
+                        facts.birth_date()
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "no child born within the last {} months{youngest}",
+                rule.window_months
+            )
+        });
     };
     let born = newborn.birth_date();
     let order = birth_order(record, &newborn.iin);
     let multiple = by_order(&rule.amounts_mci, order);
     let amount = multiple.apply(context.rules.mci);
-    let mut reasons = vec![
+    let mut reasons = context.because(|| {
         format!(
             "{}, the family's {} child, was born on {born}, within the last {} months",
             member_name(newborn),
             ordinal(order),
             rule.window_months
-        ),
+        )
+    });
+    reasons.say(|| {
         format!(
             "{} child: {}, one-off",
             ordinal(order),
             mci_words(multiple, context.rules, amount)
-        ),
-    ];
-    let others: Vec<String> = children
+        )
+    });
+    let mut others = children
         .iter()
         .filter(|facts| in_window(facts) && facts.iin != newborn.iin)
-        .map(|facts| member_name(facts))
-        .collect();
-    if !others.is_empty() {
-        reasons.push(format!(
-            "also born in the window: {} (one birth is decided at a time: the most recent)",
-            others.join(", ")
-        ));
+        .peekable();
+    if others.peek().is_some() {
+        reasons.say(|| {
+            format!(
+                "also born in the window: {} (one birth is decided at a time: the most recent)",
+                others
+                    .map(|facts| member_name(facts))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
     }
     match mother(context.household) {
         Some(recipient) => context.award(reasons, recipient, amount, Some(Month::of(born)), None),
@@ -430,25 +503,27 @@ fn childcare(rule: &ChildcareRule, context: &Context<'_, '_>) -> Outcome {
         .collect();
     young.sort_by_key(|person| (person.facts.birth_date(), person.facts.iin));
     let Some(child) = young.pop() else {
-        let youngest = household
-            .living
-            .iter()
-            .filter(|person| person.role == Role::Child && person.facts.birth_date() <= today)
-            .max_by_key(|person| (person.facts.birth_date(), person.facts.iin))
-            .map(|person| {
-                let born = person.facts.birth_date();
-                format!(
-                    " (the youngest, {}, reached {} months on {})",
-                    person.name(),
-                    rule.age_limit_months,
-                    day_reaching(born, rule.age_limit_months)
-                )
-            })
-            .unwrap_or_default();
-        return refused(vec![format!(
-            "no child under {} months of age{youngest}",
-            rule.age_limit_months
-        )]);
+        return context.refused(|| {
+            let youngest = household
+                .living
+                .iter()
+                .filter(|person| person.role == Role::Child && person.facts.birth_date() <= today)
+                .max_by_key(|person| (person.facts.birth_date(), person.facts.iin))
+                .map(|person| {
+                    let born = person.facts.birth_date();
+                    format!(
+                        " (the youngest, {}, reached {} months on {})",
+                        person.name(),
+                        rule.age_limit_months,
+                        day_reaching(born, rule.age_limit_months)
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "no child under {} months of age{youngest}",
+                rule.age_limit_months
+            )
+        });
     };
     let born = child.facts.birth_date();
     let order = birth_order(household.record, &child.facts.iin);
@@ -456,30 +531,34 @@ fn childcare(rule: &ChildcareRule, context: &Context<'_, '_>) -> Outcome {
     let amount = multiple.apply(context.rules.mci);
     let turns = day_reaching(born, rule.age_limit_months);
     let last_month = Month::of(turns);
-    let mut reasons = vec![
+    let mut reasons = context.because(|| {
         format!(
             "{}, the family's {} child, is {} (under {} months; reaches them on {turns})",
             child.name(),
             ordinal(order),
             age_words(born, today),
             rule.age_limit_months
-        ),
+        )
+    });
+    reasons.say(|| {
         format!(
             "{} child: {} a month, to {last_month}",
             ordinal(order),
             mci_words(multiple, context.rules, amount)
-        ),
-    ];
+        )
+    });
     if !young.is_empty() {
-        reasons.push(format!(
-            "also under {} months: {} (one child is decided at a time: the youngest)",
-            rule.age_limit_months,
-            young
-                .iter()
-                .map(|person| person.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        reasons.say(|| {
+            format!(
+                "also under {} months: {} (one child is decided at a time: the youngest)",
+                rule.age_limit_months,
+                young
+                    .iter()
+                    .map(|person| person.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
     }
     match carer(household) {
         Some(recipient) => context.award(reasons, recipient, amount, None, Some(last_month)),
@@ -509,35 +588,42 @@ fn large_family(rule: &LargeFamilyRule, context: &Context<'_, '_>) -> Outcome {
         }
     }
     let children: u32 = minors + students;
-    let who = if students == 0 {
-        format!(
-            "{children} child{} under {}",
-            if children == 1 { "" } else { "ren" },
-            rule.minor_age_max + 1
-        )
-    } else {
-        format!(
-            "{children} children under {} or students under {} ({students} of them student{})",
-            rule.minor_age_max + 1,
-            rule.student_age_max + 1,
-            plural(students)
-        )
+    let who = || {
+        if students == 0 {
+            format!(
+                "{children} child{} under {}",
+                if children == 1 { "" } else { "ren" },
+                rule.minor_age_max + 1
+            )
+        } else {
+            format!(
+                "{children} children under {} or students under {} ({students} of them student{})",
+                rule.minor_age_max + 1,
+                rule.student_age_max + 1,
+                plural(students)
+            )
+        }
     };
     if children < rule.min_children {
-        return refused(vec![format!("{who} ({} required)", rule.min_children)]);
+        return context.refused(|| format!("{} ({} required)", who(), rule.min_children));
     }
-    let mut reasons = vec![format!(
-        "{who} live in the family ({}+ required)",
-        rule.min_children
-    )];
+    let mut reasons = context.because(|| {
+        format!(
+            "{} live in the family ({}+ required)",
+            who(),
+            rule.min_children
+        )
+    });
     let index = usize::try_from(children - rule.min_children).unwrap_or(usize::MAX);
     let amount = match rule.amounts_mci.get(index) {
         Some(multiple) => {
             let amount = multiple.apply(context.rules.mci);
-            reasons.push(format!(
-                "{children} children: {} a month",
-                mci_words(*multiple, context.rules, amount)
-            ));
+            reasons.say(|| {
+                format!(
+                    "{children} children: {} a month",
+                    mci_words(*multiple, context.rules, amount)
+                )
+            });
             amount
         }
         None => {
@@ -545,11 +631,13 @@ fn large_family(rule: &LargeFamilyRule, context: &Context<'_, '_>) -> Outcome {
             let amount = per_child
                 .checked_mul(u64::from(children))
                 .expect("a family's benefit fits in u64 tiyn");
-            reasons.push(format!(
+            reasons.say(|| {
+                format!(
                 "{children} children: {} MCI × {} KZT × {children} children = {amount} KZT a month",
                 multiple_words(rule.per_child_mci),
                 context.rules.mci
-            ));
+            )
+            });
             amount
         }
     };
@@ -590,29 +678,35 @@ fn award(rule: &AwardRule, context: &Context<'_, '_>) -> Outcome {
     // The highest amount first, then IIN order.
     awarded.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.facts.iin.cmp(&b.0.facts.iin)));
     let Some(&(person, award, multiple)) = awarded.first() else {
-        let names: Vec<&str> = rule
-            .award_mci
-            .keys()
-            .map(|award| award_name(*award))
-            .collect();
-        return refused(vec![format!("no living member holds {}", names.join(", "))]);
+        return context.refused(|| {
+            let names: Vec<&str> = rule
+                .award_mci
+                .keys()
+                .map(|award| award_name(*award))
+                .collect();
+            format!("no living member holds {}", names.join(", "))
+        });
     };
     let amount = multiple.apply(context.rules.mci);
-    let mut reasons = vec![format!(
-        "{} holds {}: {} a month",
-        person.name(),
-        award_name(award),
-        mci_words(multiple, context.rules, amount)
-    )];
+    let mut reasons = context.because(|| {
+        format!(
+            "{} holds {}: {} a month",
+            person.name(),
+            award_name(award),
+            mci_words(multiple, context.rules, amount)
+        )
+    });
     if person.facts.awards.len() > 1 {
-        reasons.push("of several awards, the highest counts".to_owned());
+        reasons.say(|| "of several awards, the highest counts".to_owned());
     }
     for (other, other_award, _) in &awarded[1..] {
-        reasons.push(format!(
-            "{} also holds {}; one award is decided per family",
-            other.name(),
-            award_name(*other_award)
-        ));
+        reasons.say(|| {
+            format!(
+                "{} also holds {}; one award is decided per family",
+                other.name(),
+                award_name(*other_award)
+            )
+        });
     }
     context.award(
         reasons,
@@ -636,31 +730,36 @@ fn disabled_child_parent(rule: &DisabledChildParentRule, context: &Context<'_, '
         .collect();
     children.sort_by_key(|person| person.facts.iin);
     let Some(child) = children.first() else {
-        let mut reasons = vec!["no living member has a valid disability group child".to_owned()];
-        reasons.extend(expired_assessments(household, |group| {
+        let mut reasons =
+            context.because(|| "no living member has a valid disability group child".to_owned());
+        expired_assessments(&mut reasons, household, |group| {
             group == DisabilityGroup::Child
-        }));
+        });
         return refused(reasons);
     };
     let amount = rule
         .subsistence_multiple
         .apply(context.rules.subsistence_minimum);
-    let mut reasons = vec![
+    let mut reasons = context.because(|| {
         format!(
             "{} has disability group child{}",
             child.name(),
             validity_words(child.facts)
-        ),
+        )
+    });
+    reasons.say(|| {
         format!(
             "{} a month",
             subsistence_words(rule.subsistence_multiple, context.rules, amount)
-        ),
-    ];
+        )
+    });
     for other in &children[1..] {
-        reasons.push(format!(
-            "{} also has disability group child; one award is decided per family",
-            other.name()
-        ));
+        reasons.say(|| {
+            format!(
+                "{} also has disability group child; one award is decided per family",
+                other.name()
+            )
+        });
     }
     match carer(household) {
         Some(recipient) => context.award(reasons, recipient, amount, None, None),
@@ -678,24 +777,27 @@ fn validity_words(facts: &CitizenFacts) -> String {
 /// "member X's group 2 assessment ended on 2026-10-31" for the living members whose assessment
 /// of a group `counts` has passed.
 fn expired_assessments(
+    reasons: &mut Reasons,
     household: &Household<'_>,
     counts: impl Fn(DisabilityGroup) -> bool,
-) -> Vec<String> {
-    household
-        .living
-        .iter()
-        .filter_map(|person| {
-            let disability = person.facts.disability?;
-            let until = disability.until.filter(|until| *until < household.today)?;
-            counts(disability.group).then(|| {
+) {
+    for person in &household.living {
+        let Some(disability) = person.facts.disability else {
+            continue;
+        };
+        let Some(until) = disability.until.filter(|until| *until < household.today) else {
+            continue;
+        };
+        if counts(disability.group) {
+            reasons.say(|| {
                 format!(
                     "{}'s group {} assessment ended on {until} and no longer counts",
                     person.name(),
                     group_name(disability.group)
                 )
-            })
-        })
-        .collect()
+            });
+        }
+    }
 }
 
 fn disability(rule: &DisabilityRule, context: &Context<'_, '_>) -> Outcome {
@@ -713,44 +815,50 @@ fn disability(rule: &DisabilityRule, context: &Context<'_, '_>) -> Outcome {
         .collect();
     disabled.sort_by_key(|(person, _, _)| person.facts.iin);
     let Some(&(person, group, multiple)) = disabled.first() else {
-        let groups: Vec<&str> = rule
-            .group_subsistence_multiples
-            .keys()
-            .map(|group| group_name(*group))
-            .collect();
-        let mut reasons = vec![format!(
-            "no living member has a valid disability group {}",
-            groups.join(", ")
-        )];
-        reasons.extend(expired_assessments(household, |group| {
+        let mut reasons = context.because(|| {
+            let groups: Vec<&str> = rule
+                .group_subsistence_multiples
+                .keys()
+                .map(|group| group_name(*group))
+                .collect();
+            format!(
+                "no living member has a valid disability group {}",
+                groups.join(", ")
+            )
+        });
+        expired_assessments(&mut reasons, household, |group| {
             rule.group_subsistence_multiples.contains_key(&group)
-        }));
+        });
         return refused(reasons);
     };
     let amount = multiple.apply(context.rules.subsistence_minimum);
-    let mut reasons = vec![
+    let mut reasons = context.because(|| {
         format!(
             "{} has disability group {}{}",
             person.name(),
             group_name(group),
             validity_words(person.facts)
-        ),
+        )
+    });
+    reasons.say(|| {
         format!(
             "group {}: {} a month",
             group_name(group),
             subsistence_words(multiple, context.rules, amount)
-        ),
-    ];
+        )
+    });
     let mut more_awards = Vec::new();
     for (other, other_group, other_multiple) in &disabled[1..] {
         let other_amount = other_multiple.apply(context.rules.subsistence_minimum);
-        reasons.push(format!(
-            "{} also has disability group {}{}: {} a month, paid to that member",
-            other.name(),
-            group_name(*other_group),
-            validity_words(other.facts),
-            subsistence_words(*other_multiple, context.rules, other_amount)
-        ));
+        reasons.say(|| {
+            format!(
+                "{} also has disability group {}{}: {} a month, paid to that member",
+                other.name(),
+                group_name(*other_group),
+                validity_words(other.facts),
+                subsistence_words(*other_multiple, context.rules, other_amount)
+            )
+        });
         more_awards.push(AwardDecision {
             recipient: other.facts.iin,
             amount: other_amount,
@@ -790,7 +898,7 @@ fn survivor(rule: &SurvivorRule, context: &Context<'_, '_>) -> Outcome {
         })
         .collect();
     if deceased.is_empty() {
-        return refused(vec!["no head or spouse of the family has died".to_owned()]);
+        return context.refused(|| "no head or spouse of the family has died".to_owned());
     }
     let earned = |facts: &CitizenFacts, died: NaiveDate| -> Option<String> {
         let status = facts.employment.map(|employment| employment.status);
@@ -817,16 +925,16 @@ fn survivor(rule: &SurvivorRule, context: &Context<'_, '_>) -> Outcome {
         earned(&member.facts, *died).map(|words| (*member, *died, words))
     });
     let Some((earner, died, earned_words)) = earner else {
-        let reasons = deceased
-            .iter()
-            .map(|(member, died)| {
+        let mut reasons = context.reasons();
+        for (member, died) in &deceased {
+            reasons.say(|| {
                 format!(
                     "{} died on {died} but was no earner (not employed, no salary or business income in the {} months before)",
                     member_name(&member.facts),
                     rule.lookback_months
                 )
-            })
-            .collect();
+            });
+        }
         return refused(reasons);
     };
     let minors = count(
@@ -836,15 +944,19 @@ fn survivor(rule: &SurvivorRule, context: &Context<'_, '_>) -> Outcome {
             .filter(|person| person.role == Role::Child && person.age <= rule.minor_age_max)
             .count(),
     );
-    let mut reasons = vec![format!(
-        "{} died on {died} and {earned_words}",
-        member_name(&earner.facts)
-    )];
+    let mut reasons = context.because(|| {
+        format!(
+            "{} died on {died} and {earned_words}",
+            member_name(&earner.facts)
+        )
+    });
     if minors == 0 {
-        reasons.push(format!(
-            "no living child aged {} or under depends on them",
-            rule.minor_age_max
-        ));
+        reasons.say(|| {
+            format!(
+                "no living child aged {} or under depends on them",
+                rule.minor_age_max
+            )
+        });
         return refused(reasons);
     }
     let per_minor = rule
@@ -853,7 +965,7 @@ fn survivor(rule: &SurvivorRule, context: &Context<'_, '_>) -> Outcome {
     let amount = per_minor
         .checked_mul(u64::from(minors))
         .expect("a family's benefit fits in u64 tiyn");
-    reasons.push(format!(
+    reasons.say(|| format!(
         "{minors} living child{} aged {} or under: {} × the subsistence minimum {} KZT × {minors} = {amount} KZT a month",
         if minors == 1 { "" } else { "ren" },
         rule.minor_age_max,
@@ -907,28 +1019,32 @@ fn job_loss(rule: &JobLossRule, context: &Context<'_, '_>) -> Outcome {
         .collect();
     lost.sort_by_key(|(person, _)| person.facts.iin);
     if lost.is_empty() {
-        return refused(vec![
-            "no member is unemployed after being employed or self-employed".to_owned(),
-        ]);
+        return context.refused(|| {
+            "no member is unemployed after being employed or self-employed".to_owned()
+        });
     }
-    let mut reasons = Vec::new();
+    let mut reasons = context.reasons();
     let mut chosen: Option<(Person<'_>, Money, Month)> = None;
     let mut more_awards: Vec<AwardDecision> = Vec::new();
     for (person, loss_month) in lost {
         let last_month = months_ahead(loss_month, rule.months - 1);
         if loss_month > this_month {
-            reasons.push(format!(
-                "{} is reported to lose a job in {loss_month}, a month still to come",
-                person.name()
-            ));
+            reasons.say(|| {
+                format!(
+                    "{} is reported to lose a job in {loss_month}, a month still to come",
+                    person.name()
+                )
+            });
             continue;
         }
         if last_month < this_month {
-            reasons.push(format!(
-                "{} lost a job in {loss_month}; the {} months of benefit ran to {last_month}",
-                person.name(),
-                rule.months
-            ));
+            reasons.say(|| {
+                format!(
+                    "{} lost a job in {loss_month}; the {} months of benefit ran to {last_month}",
+                    person.name(),
+                    rule.months
+                )
+            });
             continue;
         }
         let first = months_back(loss_month, rule.lookback_months);
@@ -938,10 +1054,12 @@ fn job_loss(rule: &JobLossRule, context: &Context<'_, '_>) -> Outcome {
             .filter(|salary| *salary > Money::ZERO)
             .collect();
         if salaries.is_empty() {
-            reasons.push(format!(
-                "{} lost a job in {loss_month} but had no salary from {first} to {before}",
-                person.name()
-            ));
+            reasons.say(|| {
+                format!(
+                    "{} lost a job in {loss_month} but had no salary from {first} to {before}",
+                    person.name()
+                )
+            });
             continue;
         }
         let salary_months = count(salaries.len());
@@ -951,26 +1069,33 @@ fn job_loss(rule: &JobLossRule, context: &Context<'_, '_>) -> Outcome {
             rule.salary_share.ten_thousandths(),
             u64::from(salary_months) * 10_000,
         );
-        let lost = format!(
+        let lost = || {
+            format!(
             "{} lost a job in {loss_month} after being {}; paid for {} months, {loss_month} to {last_month}",
             person.name(),
             person.facts.employment.and_then(|e| e.previous).map_or("employed", status_name),
             rule.months
-        );
-        let salary = format!(
+        )
+        };
+        let salary = || {
+            format!(
             "salary of {total} KZT over {salary_months} month{} with salary from {first} to {before}: \
              {} of the average = {amount} KZT a month",
             plural(salary_months),
             crate::rules::percent(rule.salary_share)
-        );
+        )
+        };
         if chosen.is_none() {
             reasons.insert(0, lost);
             reasons.insert(1, salary);
         } else {
-            reasons.push(format!(
-                "{} also lost a job in {loss_month}, paid to that member: {salary}",
-                person.name()
-            ));
+            reasons.say(|| {
+                format!(
+                    "{} also lost a job in {loss_month}, paid to that member: {}",
+                    person.name(),
+                    salary()
+                )
+            });
         }
         if chosen.is_none() {
             chosen = Some((*person, amount, last_month));
@@ -1052,19 +1177,21 @@ fn tsa(rule: &TsaRule, context: &Context<'_, '_>) -> Outcome {
     let household = context.household;
     let today = context.today();
     let Some(income) = household.income_assessment(context.rules) else {
-        return refused(vec!["no living member".to_owned()]);
+        return context.refused(|| "no living member".to_owned());
     };
-    let mut reasons = Vec::new();
-    let mut refusals = Vec::new();
-    let comparison = format!(
-        "{}, against the {}",
-        income.describe_per_capita(),
-        income.describe_line()
-    );
+    let mut reasons = context.reasons();
+    let mut refusals = context.reasons();
+    let comparison = || {
+        format!(
+            "{}, against the {}",
+            income.describe_per_capita(),
+            income.describe_line()
+        )
+    };
     if income.is_below_line() {
-        reasons.push(format!("{comparison}: below it"));
+        reasons.say(|| format!("{}: below it", comparison()));
     } else {
-        refusals.push(format!("{comparison}: not below it"));
+        refusals.say(|| format!("{}: not below it", comparison()));
     }
     for person in household
         .living
@@ -1072,10 +1199,12 @@ fn tsa(rule: &TsaRule, context: &Context<'_, '_>) -> Outcome {
         .filter(|person| person.age >= rule.adult_age_min)
     {
         if person.facts.non_mortgage_debt {
-            refusals.push(format!(
-                "{} has a non-mortgage debt: TSA is refused to a family with one",
-                person.name()
-            ));
+            refusals.say(|| {
+                format!(
+                    "{} has a non-mortgage debt: TSA is refused to a family with one",
+                    person.name()
+                )
+            });
         }
     }
     let able_bodied: Vec<&Person<'_>> = household
@@ -1084,19 +1213,27 @@ fn tsa(rule: &TsaRule, context: &Context<'_, '_>) -> Outcome {
         .filter(|person| is_able_bodied(person, rule, today))
         .collect();
     if !able_bodied.is_empty() {
-        let names = able_bodied
-            .iter()
-            .map(|person| person.name())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let names = || {
+            able_bodied
+                .iter()
+                .map(|person| person.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         if household.record.social_contract {
-            reasons.push(format!(
-                "able-bodied members ({names}) and a signed social contract"
-            ));
+            reasons.say(|| {
+                format!(
+                    "able-bodied members ({}) and a signed social contract",
+                    names()
+                )
+            });
         } else {
-            refusals.push(format!(
-                "able-bodied members ({names}) but no signed social contract, which TSA then requires"
-            ));
+            refusals.say(|| {
+                format!(
+                    "able-bodied members ({}) but no signed social contract, which TSA then requires",
+                    names()
+                )
+            });
         }
     }
     if !refusals.is_empty() {
@@ -1119,26 +1256,30 @@ fn tsa(rule: &TsaRule, context: &Context<'_, '_>) -> Outcome {
         children,
     );
     let gap = income.poverty_line.amount - income.per_capita;
-    reasons.push(format!(
-        "({} − {}) KZT × {size} member{} = {} KZT",
-        income.poverty_line.amount,
-        income.per_capita,
-        plural(size),
-        gap.checked_mul(u64::from(size)).expect("fits")
-    ));
+    reasons.say(|| {
+        format!(
+            "({} − {}) KZT × {size} member{} = {} KZT",
+            income.poverty_line.amount,
+            income.per_capita,
+            plural(size),
+            gap.checked_mul(u64::from(size)).expect("fits")
+        )
+    });
     if children > 0 {
-        reasons.push(format!(
-            "plus {} MCI × {} KZT × {children} child{} aged {}–{} = {} KZT",
-            multiple_words(rule.child_supplement_mci),
-            context.rules.mci,
-            if children == 1 { "" } else { "ren" },
-            rule.child_age_min,
-            rule.child_age_max,
-            supplement.checked_mul(u64::from(children)).expect("fits")
-        ));
+        reasons.say(|| {
+            format!(
+                "plus {} MCI × {} KZT × {children} child{} aged {}–{} = {} KZT",
+                multiple_words(rule.child_supplement_mci),
+                context.rules.mci,
+                if children == 1 { "" } else { "ren" },
+                rule.child_age_min,
+                rule.child_age_max,
+                supplement.checked_mul(u64::from(children)).expect("fits")
+            )
+        });
     }
     let last_month = months_ahead(context.this_month(), rule.months - 1);
-    reasons.push(format!("{amount} KZT a month, assigned to {last_month}"));
+    reasons.say(|| format!("{amount} KZT a month, assigned to {last_month}"));
     match head(household) {
         Some(recipient) => context.award(reasons, recipient, amount, None, Some(last_month)),
         None => no_recipient(reasons, "head, mother or parent"),
@@ -1421,11 +1562,25 @@ mod tests {
     use super::fixtures::{self, day, money, rules_2026, today, FamilyBuilder};
     use super::*;
 
+    /// The program's decision in words, checked against the same decision
+    /// without them (what a what-if or a re-score scan reads).
     fn decision(record: &FamilyRecord, rules: &Rules, code: &str) -> ProgramDecision {
-        decide_programs(record, rules, today())
+        let written = decide_programs(record, rules, today())
             .into_iter()
             .find(|decision| decision.code == code)
-            .unwrap_or_else(|| panic!("no decision for {code}"))
+            .unwrap_or_else(|| panic!("no decision for {code}"));
+        let program = rules
+            .program(code)
+            .expect("the program is in the catalogue");
+        let household = Household::new(record, today());
+        let skipped = decide(program, &household, rules, Words::Skipped);
+        assert!(skipped.reasons.is_empty(), "{code}: words were written");
+        assert_eq!(
+            (skipped.eligible, &skipped.award, &skipped.more_awards),
+            (written.eligible, &written.award, &written.more_awards),
+            "{code}: the decision depends on its words"
+        );
+        written
     }
 
     /// A decision in one line: `refused`, or `<amount> to member <index>` with `one-off <month>`

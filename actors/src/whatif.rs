@@ -17,6 +17,7 @@ use storage::money::Money;
 use storage::projection::{DecisionSummary, Outcome};
 use storage::record::{AwardDecision, FamilyRecord, Level, ProgramDecision};
 
+use crate::eligibility::Words;
 use crate::rules::Rules;
 use crate::scoring::Household;
 
@@ -123,31 +124,51 @@ impl<'r> Proposal<'r> {
         stored: Option<&Outcome>,
         today: NaiveDate,
     ) -> (Level, Vec<Option<Benefit>>) {
+        let mut benefits = Vec::new();
+        let level = self.outcome_into(record, stored, today, &mut benefits);
+        (level, benefits)
+    }
+
+    /// [`Proposal::outcome`], with the benefits written into `benefits`.
+    pub fn outcome_into(
+        &self,
+        record: &FamilyRecord,
+        stored: Option<&Outcome>,
+        today: NaiveDate,
+        benefits: &mut Vec<Option<Benefit>>,
+    ) -> Level {
         let level = match stored {
             Some(stored) if !self.rescore => stored.level,
             _ => crate::scoring::evaluate_scores(record, self.rules, today).level,
         };
         let mut household = None;
-        let benefits = self
-            .rules
-            .programs
-            .iter()
-            .zip(&self.redecide)
-            .map(|(program, redecide)| {
-                let kept = stored
-                    .filter(|_| !redecide)
-                    .and_then(|stored| stored.programs.iter().find(|d| d.code == program.code));
-                match kept {
-                    Some(decision) => stored_benefit(decision),
-                    None => {
-                        let household =
-                            household.get_or_insert_with(|| Household::new(record, today));
-                        benefit_of(&crate::eligibility::decide(program, household, self.rules))
+        benefits.clear();
+        benefits.extend(
+            self.rules
+                .programs
+                .iter()
+                .zip(&self.redecide)
+                .enumerate()
+                .map(|(index, (program, redecide))| {
+                    let kept = stored
+                        .filter(|_| !redecide)
+                        .and_then(|stored| stored_decision(stored, index, &program.code));
+                    match kept {
+                        Some(decision) => stored_benefit(decision),
+                        None => {
+                            let household =
+                                household.get_or_insert_with(|| Household::new(record, today));
+                            benefit_of(&crate::eligibility::decide(
+                                program,
+                                household,
+                                self.rules,
+                                Words::Skipped,
+                            ))
+                        }
                     }
-                }
-            })
-            .collect();
-        (level, benefits)
+                }),
+        );
+        level
     }
 
     /// Whether the proposed rules change what matters for the family: its level,
@@ -186,11 +207,28 @@ impl<'r> Proposal<'r> {
             .filter(|((_, redecide), _)| **redecide)
             .any(|((program, _), before)| {
                 let household = household.get_or_insert_with(|| Household::new(record, today));
-                let after = crate::eligibility::decide(program, household, self.rules);
+                let after =
+                    crate::eligibility::decide(program, household, self.rules, Words::Skipped);
                 after.eligible != before.eligible
                     || after.award != before.award
                     || after.more_awards != before.more_awards
             })
+    }
+}
+
+/// The stored decision of the program `code`, which stored outcomes mostly hold
+/// at the index the proposed catalogue gives it.
+fn stored_decision<'o>(
+    stored: &'o Outcome,
+    index: usize,
+    code: &str,
+) -> Option<&'o DecisionSummary> {
+    match stored.programs.get(index) {
+        Some(decision) if decision.code == code => Some(decision),
+        _ => stored
+            .programs
+            .iter()
+            .find(|decision| decision.code == code),
     }
 }
 
@@ -233,6 +271,10 @@ pub struct WhatIfTally {
     levels_whatif: [u64; 5],
     /// `[now][whatif]`.
     level_shifts: [[u64; 5]; 5],
+    /// The family being added: its stored benefit by slot of `programs`, and
+    /// its proposed one by proposed program.
+    before: Vec<Option<Benefit>>,
+    after: Vec<Option<Benefit>>,
 }
 
 impl WhatIfTally {
@@ -252,6 +294,8 @@ impl WhatIfTally {
             levels_now: [0; 5],
             levels_whatif: [0; 5],
             level_shifts: [[0; 5]; 5],
+            before: Vec::new(),
+            after: Vec::new(),
         }
     }
 
@@ -276,14 +320,23 @@ impl WhatIfTally {
         stored: Option<&Outcome>,
         today: NaiveDate,
     ) {
-        let (level, whatif) = proposal.outcome(record, stored, today);
+        let level = proposal.outcome_into(record, stored, today, &mut self.after);
         self.families += 1;
         self.levels_whatif[level as usize] += 1;
+        self.before.clear();
         if let Some(stored) = stored {
             self.levels_now[stored.level as usize] += 1;
             self.level_shifts[stored.level as usize][level as usize] += 1;
-            for decision in &stored.programs {
-                self.slot(&decision.code);
+            for (index, decision) in stored.programs.iter().enumerate() {
+                // Stored outcomes are mostly in the proposed catalogue's order.
+                let slot = match self.programs.get(index) {
+                    Some(tally) if tally.code == decision.code => index,
+                    _ => self.slot(&decision.code),
+                };
+                if self.before.len() <= slot {
+                    self.before.resize(slot + 1, None);
+                }
+                self.before[slot] = stored_benefit(decision);
             }
         }
         let region = record
@@ -291,11 +344,9 @@ impl WhatIfTally {
             .map_or(UNKNOWN_REGION, |address| address.region as usize);
         let proposed_programs = self.proposed_programs;
         for (slot, tally) in self.programs.iter_mut().enumerate() {
-            let before = stored
-                .and_then(|stored| stored.programs.iter().find(|d| d.code == tally.code))
-                .and_then(stored_benefit);
+            let before = self.before.get(slot).copied().flatten();
             let after = if slot < proposed_programs {
-                whatif[slot]
+                self.after[slot]
             } else {
                 None
             };
