@@ -112,6 +112,29 @@ pub fn build_projections(store: &Store) -> anyhow::Result<u64> {
     Ok(read)
 }
 
+/// Reads every stored family's scoring projection into the in-memory scoring
+/// table ([`storage::scoring_table`]), which what-ifs and re-scores scan once
+/// it is built; until then they read the store.
+fn build_scoring_table(store: &Store) {
+    let started = std::time::Instant::now();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    match store.build_scoring_table(threads) {
+        Ok(families) => {
+            let (_, bytes) = store.enable_scoring_table().size();
+            tracing::info!(
+                families,
+                megabytes = bytes / 1_000_000,
+                seconds = started.elapsed().as_secs_f64(),
+                "the scoring table is built: what-ifs and re-scores read it"
+            );
+        }
+        Err(error) => tracing::error!(
+            %error,
+            "building the scoring table failed; what-ifs and re-scores read the store until a restart"
+        ),
+    }
+}
+
 /// How often the packer looks at how many ids wait; how long it waits after a
 /// pass that failed.
 const PACK_CHECK: Duration = Duration::from_secs(1);
@@ -192,6 +215,14 @@ pub async fn start_with_store(
                 }
             })
             .context("cannot start the projection backfill")?;
+    }
+    {
+        store.enable_scoring_table();
+        let store = store.clone();
+        std::thread::Builder::new()
+            .name("dfm-scoring-table".to_owned())
+            .spawn(move || build_scoring_table(&store))
+            .context("cannot start building the scoring table")?;
     }
     let agency_backlog = http::public::AgencyBacklog::from_log(&store, store.applied_through()?)
         .context("counting each agency's unapplied events in the log")?;

@@ -22,9 +22,19 @@ use crate::rules::Rules;
 use crate::scoring::Household;
 
 /// Family ids kept per program as examples of who would gain or lose: the
-/// first in id order, whichever thread saw them (each thread sees families in
-/// id order, so it keeps its first).
+/// first in id order, in whatever order the families were seen.
 pub const SAMPLE_SIZE: usize = 10;
+
+/// Keeps `id` in `sample` if it is among the [`SAMPLE_SIZE`] smallest seen.
+fn keep_sample(sample: &mut Vec<FamilyId>, id: &FamilyId) {
+    if sample.len() == SAMPLE_SIZE && sample.last().is_some_and(|last| id >= last) {
+        return;
+    }
+    if let Err(at) = sample.binary_search(id) {
+        sample.insert(at, id.clone());
+        sample.truncate(SAMPLE_SIZE);
+    }
+}
 
 /// A program's outcome for one family when it is eligible: whether the benefit
 /// is paid once, and what all of its awards (one per person for per-person
@@ -370,15 +380,11 @@ impl WhatIfTally {
             match (before.is_some(), after.is_some()) {
                 (false, true) => {
                     tally.gain += 1;
-                    if tally.sample_gain.len() < SAMPLE_SIZE {
-                        tally.sample_gain.push(record.family_id.clone());
-                    }
+                    keep_sample(&mut tally.sample_gain, &record.family_id);
                 }
                 (true, false) => {
                     tally.lose += 1;
-                    if tally.sample_lose.len() < SAMPLE_SIZE {
-                        tally.sample_lose.push(record.family_id.clone());
-                    }
+                    keep_sample(&mut tally.sample_lose, &record.family_id);
                 }
                 _ => {}
             }

@@ -760,10 +760,12 @@ async fn quarantine(
 pub const SCAN_CHUNK: usize = 1_024;
 
 /// Runs `work` over every family's scoring projection (its scoring inputs and
-/// stored outcome), in chunks split across the cores, and merges the per-thread
-/// results, each begun with `start`. Reads a consistent family at a time, not a
-/// snapshot of the whole store. 503 while the projections of a store written
-/// before they existed are still being built.
+/// stored outcome), split across the cores, and merges the per-thread results,
+/// each begun with `start`; families come in no particular order. Reads the
+/// in-memory scoring table once it is built, the store's `scoring` tree until
+/// then. Reads a consistent family at a time, not a snapshot of the whole
+/// store. 503 while the projections of a store written before they existed are
+/// still being built.
 pub fn scan_families<T, S, W, M>(
     store: &storage::Store,
     start: S,
@@ -785,8 +787,27 @@ where
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .max(1);
+    if let Some(table) = store.complete_scoring_table().map_err(ApiError::internal)? {
+        let parts = table
+            .scan(
+                threads,
+                || (start(), 0u64),
+                |(accumulator, scanned), record, outcome| {
+                    *scanned += 1;
+                    work(accumulator, record, outcome);
+                },
+            )
+            .map_err(ApiError::internal)?;
+        let mut scanned = 0;
+        for (part, count) in parts {
+            scanned += count;
+            merge(part);
+        }
+        return Ok(scanned);
+    }
     let (work, start) = (&work, &start);
-    // This thread reads chunks in id order while the workers decode and work on
+    // Until the scoring table is built, the store's projections are read: this
+    // thread reads chunks in id order while the workers decode and work on
     // the ones before, which is where the time goes. A worker that stops drops
     // its end of the channel; when none is left, reading stops too.
     let (read, parts) = std::thread::scope(|scope| {
@@ -1064,6 +1085,8 @@ async fn reload_rules(
             },
             |part| changed.extend(part),
         )?;
+        // In id order, as the store keeps families: activations read it in turn.
+        changed.sort_unstable();
         Ok::<_, ApiError>((changed, scanned))
     })
     .await

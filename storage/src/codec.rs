@@ -682,6 +682,38 @@ mod tests {
         }
 
         #[test]
+        fn the_compact_form_reads_back_as_the_projection(
+            records in vec(family_record(), 1..6),
+        ) {
+            // One scratch for all, as a scan reads them: what a family leaves
+            // in the buffers must not show in the next.
+            let mut scratch = crate::compact::Scratch::default();
+            for record in &records {
+                let mut bytes = Vec::new();
+                crate::compact::encode(record, &mut bytes);
+                let projection = record.scoring_projection();
+                let mut from_projection = Vec::new();
+                crate::compact::encode_projection(
+                    &projection.inputs,
+                    projection.outcome.as_ref(),
+                    &mut from_projection,
+                );
+                prop_assert_eq!(&from_projection, &bytes);
+                let mut inputs = projection.inputs.clone();
+                inputs.family_id = scratch.record.family_id.clone();
+                // Twice: the second read finds every buffer in this family's shape.
+                for _ in 0..2 {
+                    scratch.decode(&bytes).unwrap();
+                    prop_assert_eq!(&scratch.record, &inputs);
+                    prop_assert_eq!(scratch.outcome(), projection.outcome.as_ref());
+                }
+                for length in 0..bytes.len() {
+                    prop_assert!(scratch.decode(&bytes[..length]).is_err());
+                }
+            }
+        }
+
+        #[test]
         fn log_entry_round_trips(entry in log_entry()) {
             check_round_trip(&entry);
         }

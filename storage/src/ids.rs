@@ -228,6 +228,27 @@ impl Iin {
         self.0.map(|ascii| ascii - b'0')
     }
 
+    /// The twelve digits as one number, for the compact scoring form.
+    pub(crate) fn number(&self) -> u64 {
+        self.0
+            .iter()
+            .fold(0, |number, ascii| number * 10 + u64::from(ascii - b'0'))
+    }
+
+    /// The IIN that [`Iin::number`] gave `number`, without checking it again:
+    /// only for numbers taken from an IIN (`None` above twelve digits).
+    pub(crate) fn from_number(mut number: u64) -> Option<Iin> {
+        if number >= 1_000_000_000_000 {
+            return None;
+        }
+        let mut ascii = [b'0'; 12];
+        for slot in ascii.iter_mut().rev() {
+            *slot = b'0' + (number % 10) as u8;
+            number /= 10;
+        }
+        Some(Iin(ascii))
+    }
+
     fn try_birth_date(&self) -> Option<NaiveDate> {
         let digits = self.digits();
         let pair = |at: usize| u32::from(digits[at]) * 10 + u32::from(digits[at + 1]);
@@ -664,6 +685,13 @@ impl FamilyId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Becomes the family id whose bytes these are, keeping this one's buffer:
+    /// only for the bytes of a family id (a scan of the scoring table).
+    pub(crate) fn set_from_bytes(&mut self, id: &[u8]) {
+        self.0.clear();
+        self.0.push_str(std::str::from_utf8(id).unwrap_or_default());
     }
 }
 

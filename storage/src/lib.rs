@@ -6,12 +6,14 @@
 
 pub mod citizen_index;
 pub mod codec;
+pub mod compact;
 pub mod event;
 pub mod feed_ids;
 pub mod ids;
 pub mod money;
 pub mod projection;
 pub mod record;
+pub mod scoring_table;
 pub mod store;
 
 pub use store::{Store, StoreError};

@@ -59,7 +59,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -72,6 +72,7 @@ use crate::ids::{FamilyId, Iin, Phone};
 use crate::money::Money;
 use crate::projection::ScoringProjection;
 use crate::record::{CitizenFacts, FamilyRecord};
+use crate::scoring_table::ScoringTable;
 
 /// Errors of the store. `Corrupt` names the tree and the key whose value could not
 /// be decoded; the caller decides whether to skip it or stop.
@@ -167,21 +168,26 @@ pub struct QuarantineRecord {
 }
 
 /// A family record as the store keeps it: the record and its scoring projection,
-/// each encoded. Made where the record changed (the family's actor, or a load
-/// worker), so that the one thread that writes a batch only copies bytes.
+/// each encoded, and the projection's compact form for the scoring table. Made
+/// where the record changed (the family's actor, or a load worker), so that the
+/// one thread that writes a batch only copies bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedFamily {
     key: Vec<u8>,
     record: Vec<u8>,
     projection: Vec<u8>,
+    compact: Vec<u8>,
 }
 
 impl EncodedFamily {
     pub fn of(record: &FamilyRecord) -> EncodedFamily {
+        let mut compact = Vec::new();
+        crate::compact::encode(record, &mut compact);
         EncodedFamily {
             key: record.family_id.as_str().as_bytes().to_vec(),
             record: encode(record),
             projection: crate::projection::encode_projection(record),
+            compact,
         }
     }
 }
@@ -287,9 +293,9 @@ type KeyWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 /// What a group of family commits writes, tree by tree, as if the commits were
 /// applied one after the other: a later commit's write of a key wins.
 #[derive(Default)]
-struct Writes {
-    /// Family id → (record, scoring projection).
-    families: BTreeMap<Vec<u8>, (Vec<u8>, Vec<u8>)>,
+struct Writes<'c> {
+    /// Family id → the family's last record in the batch.
+    families: BTreeMap<&'c [u8], &'c EncodedFamily>,
     orphans: KeyWrites,
     sms: KeyWrites,
     payments: KeyWrites,
@@ -299,8 +305,8 @@ struct Writes {
     counters: BTreeMap<String, i64>,
 }
 
-impl Writes {
-    fn of(commits: &[FamilyCommit]) -> Writes {
+impl<'c> Writes<'c> {
+    fn of(commits: &'c [FamilyCommit]) -> Writes<'c> {
         let mut writes = Writes::default();
         for commit in commits {
             if let Some(family) = &commit.record {
@@ -314,9 +320,7 @@ impl Writes {
                     }
                     None => {}
                 }
-                writes
-                    .families
-                    .insert(key, (family.record.clone(), family.projection.clone()));
+                writes.families.insert(&family.key, family);
             }
             for iin in &commit.orphans_taken {
                 writes
@@ -399,12 +403,13 @@ impl Writes {
     /// Writes each family's scoring projection, then its record. A crash between
     /// them leaves the projection ahead of the record; the replay that brings the
     /// record up writes the same projection again.
-    fn put_families(&self, trees: &Trees) -> Result<()> {
-        for (key, (record, projection)) in &self.families {
-            trees
-                .scoring
-                .insert(key.as_slice(), projection.as_slice())?;
-            trees.families.insert(key.as_slice(), record.as_slice())?;
+    fn put_families(&self, trees: &Trees, table: Option<&ScoringTable>) -> Result<()> {
+        for (key, family) in &self.families {
+            trees.scoring.insert(*key, family.projection.as_slice())?;
+            trees.families.insert(*key, family.record.as_slice())?;
+            if let Some(table) = table {
+                table.put(key, &family.compact);
+            }
         }
         Ok(())
     }
@@ -466,6 +471,9 @@ pub struct Store {
     legacy_ids: std::sync::atomic::AtomicBool,
     /// One packing pass at a time.
     pack_lock: Mutex<()>,
+    /// Every family's compact scoring form in memory, once `serve` asks for it
+    /// ([`Store::enable_scoring_table`]).
+    scoring_table: OnceLock<Arc<ScoringTable>>,
 }
 
 /// The feed's ids whose entries are in the log and not yet packed into
@@ -725,6 +733,7 @@ impl Store {
             ids_packed_through: AtomicU64::new(ids_packed_through),
             legacy_ids: legacy_ids.into(),
             pack_lock: Mutex::new(()),
+            scoring_table: OnceLock::new(),
         })
     }
 
@@ -960,9 +969,9 @@ impl Store {
         }
         let mut families = sled::Batch::default();
         let mut scoring = sled::Batch::default();
-        for (key, (record, projection)) in &writes.families {
-            scoring.insert(key.as_slice(), projection.as_slice());
-            families.insert(key.as_slice(), record.as_slice());
+        for (key, family) in &writes.families {
+            scoring.insert(*key, family.projection.as_slice());
+            families.insert(*key, family.record.as_slice());
         }
         t.scoring.apply_batch(scoring)?;
         t.families.apply_batch(families)?;
@@ -1172,6 +1181,87 @@ impl Store {
         Ok(self.trees.meta.contains_key(META_SCORING_COMPLETE)?)
     }
 
+    /// From now on, every family write also puts the family's compact scoring
+    /// form into the returned table, which [`Store::build_scoring_table`] then
+    /// fills with the families already stored.
+    pub fn enable_scoring_table(&self) -> Arc<ScoringTable> {
+        self.scoring_table.get_or_init(Default::default).clone()
+    }
+
+    /// The scoring table, when it holds every family: it is enabled and built,
+    /// and every family has its projection.
+    pub fn complete_scoring_table(&self) -> Result<Option<&ScoringTable>> {
+        match self.scoring_table.get() {
+            Some(table) if table.is_built() && self.projections_complete()? => Ok(Some(table)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Reads every stored projection into the scoring table (enabled first),
+    /// on `threads` threads beside the one that reads the tree; returns how
+    /// many it read. A family written meanwhile keeps its newer form.
+    pub fn build_scoring_table(&self, threads: usize) -> Result<u64> {
+        let table = self.enable_scoring_table();
+        let threads = threads.max(1);
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<StoredValue>>(threads);
+        let receiver = Mutex::new(receiver);
+        let (read, decoded) = std::thread::scope(|scope| {
+            let (receiver, table) = (&receiver, &table);
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(move || -> Result<()> {
+                        let mut compact = Vec::new();
+                        loop {
+                            let next = receiver.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                            let Ok(chunk) = next else { break };
+                            for value in &chunk {
+                                let projection = Self::decode_projection(value)?;
+                                compact.clear();
+                                crate::compact::encode_projection(
+                                    &projection.inputs,
+                                    projection.outcome.as_ref(),
+                                    &mut compact,
+                                );
+                                let key = projection.inputs.family_id.as_str().as_bytes();
+                                table.put_if_absent(key, &compact);
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            let read = (|| -> Result<u64> {
+                let mut cursor: Option<String> = None;
+                let mut read = 0u64;
+                loop {
+                    let (values, last) =
+                        values_after(&self.trees.scoring, cursor.as_deref(), 4_096)?;
+                    let Some(last) = last else { break };
+                    cursor = Some(last);
+                    read += values.len() as u64;
+                    if sender.send(values).is_err() {
+                        break; // a worker failed: its error is reported below
+                    }
+                }
+                Ok(read)
+            })();
+            drop(sender);
+            let decoded = workers
+                .into_iter()
+                .map(|worker| {
+                    worker
+                        .join()
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+                })
+                .collect::<Result<Vec<()>>>();
+            (read, decoded)
+        });
+        decoded?;
+        let read = read?;
+        table.set_built();
+        Ok(read)
+    }
+
     /// Writes the scoring projection of up to `limit` families after `after`
     /// that have none, for a store written before projections existed; returns
     /// how many families it read and the last id, `None` at the end, where the
@@ -1192,6 +1282,11 @@ impl Store {
                 .trees
                 .scoring
                 .compare_and_swap(key, None::<&[u8]>, Some(projection))?;
+            if let Some(table) = self.scoring_table.get() {
+                let mut compact = Vec::new();
+                crate::compact::encode(&record, &mut compact);
+                table.put_if_absent(key, &compact);
+            }
         }
         if last.is_none() || values.len() < limit {
             self.trees.meta.insert(META_SCORING_COMPLETE, &[][..])?;
@@ -1279,7 +1374,7 @@ impl Store {
     pub fn commit_family(&self, commit: &FamilyCommit) -> Result<()> {
         let writes = Writes::of(std::slice::from_ref(commit));
         writes.put_side_tables(&self.trees)?;
-        writes.put_families(&self.trees)?;
+        writes.put_families(&self.trees, self.scoring_table.get().map(|t| &**t))?;
         self.add_counters(&writes.counters)?;
         writes.remove_side_tables(&self.trees)
     }
@@ -1304,7 +1399,7 @@ impl Store {
                 *counters = next;
             }
         }
-        writes.put_families(&self.trees)?;
+        writes.put_families(&self.trees, self.scoring_table.get().map(|t| &**t))?;
         writes.remove_side_tables(&self.trees)
     }
 
@@ -2356,6 +2451,80 @@ mod tests {
             ]
         );
         assert_eq!(written[0].inputs.members[0].facts.phone, None);
+    }
+
+    /// Each family in the scoring table: its social contract, as a scan reads it.
+    fn table_contracts(table: &ScoringTable) -> BTreeMap<String, bool> {
+        table
+            .scan(2, Vec::new, |seen: &mut Vec<(String, bool)>, record, _| {
+                seen.push((record.family_id.to_string(), record.social_contract));
+            })
+            .unwrap()
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn the_scoring_table_holds_the_stored_families_and_every_later_write() {
+        let store = Store::open_temporary().unwrap();
+        let commit = |id: &str, social_contract: bool| FamilyCommit {
+            record: Some(EncodedFamily::of(&FamilyRecord {
+                social_contract,
+                ..record(id)
+            })),
+            ..FamilyCommit::default()
+        };
+        let stored: Vec<_> = (0..3_000)
+            .map(|n| commit(&format!("fam-{n}"), false))
+            .collect();
+        store.commit_families(&stored, counted(1, true)).unwrap();
+        assert!(
+            store.complete_scoring_table().unwrap().is_none(),
+            "not enabled"
+        );
+        let table = store.enable_scoring_table();
+        // Written after the table was enabled, before the build reads it.
+        store.commit_family(&commit("fam-7", true)).unwrap();
+        assert!(
+            store.complete_scoring_table().unwrap().is_none(),
+            "not built"
+        );
+        assert_eq!(store.build_scoring_table(2).unwrap(), 3_000);
+        assert!(store.complete_scoring_table().unwrap().is_some());
+        store
+            .commit_families(
+                &[commit("fam-8", true), commit("new", true)],
+                counted(2, true),
+            )
+            .unwrap();
+        let contracts = table_contracts(&table);
+        assert_eq!(contracts.len(), 3_001);
+        let signed: Vec<_> = contracts
+            .iter()
+            .filter(|(_, s)| **s)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        assert_eq!(signed, ["fam-7", "fam-8", "new"]);
+        // What the table reads is what the tree holds, family by family.
+        let mut scratch = crate::compact::Scratch::default();
+        let (values, _) = store.projection_values_after(None, 10_000).unwrap();
+        for value in &values {
+            let projection = Store::decode_projection(value).unwrap();
+            let id = projection.inputs.family_id.clone();
+            let mut bytes = Vec::new();
+            crate::compact::encode_projection(
+                &projection.inputs,
+                projection.outcome.as_ref(),
+                &mut bytes,
+            );
+            scratch.decode(&bytes).unwrap();
+            assert_eq!(
+                scratch.record.social_contract,
+                contracts[id.as_str()],
+                "{id}"
+            );
+        }
     }
 
     #[test]

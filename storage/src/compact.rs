@@ -1,0 +1,746 @@
+//! The compact form of a family's scoring projection: what scoring reads of
+//! the family and its current outcome, in about a hundred bytes, for the
+//! [`crate::scoring_table::ScoringTable`] that what-ifs and re-scores scan in
+//! memory.
+//!
+//! Never written to disk: the table is rebuilt from the store's `scoring` tree
+//! at every start, so this form can change with any release.
+//!
+//! [`Scratch::decode`] reads a family into buffers it keeps from one family to
+//! the next, so that scanning millions allocates nothing once it has seen a few
+//! shapes of family. Program codes are numbered by a process-wide register
+//! ([`code_number`]): catalogues have a handful of codes, so the register stays
+//! a few hundred bytes.
+//!
+//! Layout (integers as LEB128 varints unless said otherwise):
+//! ```text
+//! family  = flags:u8 [region:u8] [tenure:u8 area utilities:u8] members:u8 member* [outcome]
+//! member  = bits:u8 more:u8 iin [birth] [died] [employment] [disability] [education] incomes
+//! iin     = the 12 digits as a number
+//! birth, died, until = days from the common era
+//! employment = status:u8 previous:u8 (0 none, 1 + status) seconds(zigzag) nanos
+//! incomes = months:u8 (month-number sources:u8 amount-per-source)*
+//! outcome = level:u8 programs:u8 (code-number flags:u8 [award] more:u8 award*)*
+//! award   = iin amount [occasion month-number] [last month-number] (presence in flags)
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{OnceLock, RwLock};
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+
+use crate::ids::{FamilyId, Iin, Locality, Month, Region, Sex};
+use crate::money::Money;
+use crate::projection::{DecisionSummary, Outcome};
+use crate::record::{
+    Address, Attainment, Award, AwardDecision, CitizenFacts, Disability, DisabilityGroup,
+    Education, Employment, EmploymentStatus, Enrollment, FamilyRecord, Housing, IncomeSource,
+    Level, Member, Registration, Role, Tenure, Utility,
+};
+
+/// Why compact bytes cannot be read: they were not made by [`encode`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("compact scoring form: {0}")]
+pub struct CompactError(&'static str);
+
+// ----- the enums, by their position in these lists -----
+
+const ROLES: [Role; 5] = [
+    Role::Head,
+    Role::Spouse,
+    Role::Child,
+    Role::Parent,
+    Role::Other,
+];
+const SOURCES: [IncomeSource; 5] = [
+    IncomeSource::Salary,
+    IncomeSource::Business,
+    IncomeSource::Pension,
+    IncomeSource::Benefit,
+    IncomeSource::Other,
+];
+const STATUSES: [EmploymentStatus; 6] = [
+    EmploymentStatus::Employed,
+    EmploymentStatus::SelfEmployed,
+    EmploymentStatus::Unemployed,
+    EmploymentStatus::Student,
+    EmploymentStatus::Retired,
+    EmploymentStatus::Caregiver,
+];
+const GROUPS: [DisabilityGroup; 4] = [
+    DisabilityGroup::One,
+    DisabilityGroup::Two,
+    DisabilityGroup::Three,
+    DisabilityGroup::Child,
+];
+const TENURES: [Tenure; 4] = [Tenure::Owned, Tenure::Rented, Tenure::Social, Tenure::None];
+const UTILITIES: [Utility; 4] = [
+    Utility::Water,
+    Utility::Heating,
+    Utility::Sewerage,
+    Utility::Gas,
+];
+const ENROLLMENTS: [Enrollment; 5] = [
+    Enrollment::None,
+    Enrollment::Preschool,
+    Enrollment::School,
+    Enrollment::College,
+    Enrollment::University,
+];
+const ATTAINMENTS: [Attainment; 5] = [
+    Attainment::None,
+    Attainment::Primary,
+    Attainment::Secondary,
+    Attainment::Vocational,
+    Attainment::Higher,
+];
+const AWARDS: [Award; 3] = [Award::KumisAlka, Award::AltynAlka, Award::MotherHeroine];
+
+fn position<T: PartialEq>(list: &[T], value: &T) -> u8 {
+    let index = list
+        .iter()
+        .position(|item| item == value)
+        .expect("every variant is in its list");
+    index as u8
+}
+
+fn nth<T: Copy>(list: &[T], index: u8, what: &'static str) -> Result<T, CompactError> {
+    list.get(usize::from(index))
+        .copied()
+        .ok_or(CompactError(what))
+}
+
+fn mask<T: PartialEq>(list: &[T], values: impl IntoIterator<Item = T>) -> u8 {
+    values
+        .into_iter()
+        .fold(0, |mask, value| mask | 1 << position(list, &value))
+}
+
+// ----- program codes -----
+
+#[derive(Default)]
+struct Codes {
+    names: Vec<&'static str>,
+    numbers: HashMap<&'static str, u32>,
+}
+
+fn codes() -> &'static RwLock<Codes> {
+    static CODES: OnceLock<RwLock<Codes>> = OnceLock::new();
+    CODES.get_or_init(Default::default)
+}
+
+/// The number of a program code in this process's register, given on first
+/// sight. Codes come from catalogues: a handful, each registered once.
+pub fn code_number(code: &str) -> u32 {
+    let known = codes()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .numbers
+        .get(code)
+        .copied();
+    if let Some(number) = known {
+        return number;
+    }
+    let mut codes = codes().write().unwrap_or_else(|e| e.into_inner());
+    if let Some(number) = codes.numbers.get(code) {
+        return *number;
+    }
+    let name: &'static str = Box::leak(code.to_owned().into_boxed_str());
+    let number = u32::try_from(codes.names.len()).expect("fewer than 4 billion program codes");
+    codes.names.push(name);
+    codes.numbers.insert(name, number);
+    number
+}
+
+/// The code registered as `number`.
+pub fn code_name(number: u32) -> Option<&'static str> {
+    let codes = codes().read().unwrap_or_else(|e| e.into_inner());
+    codes.names.get(usize::try_from(number).ok()?).copied()
+}
+
+// ----- writing -----
+
+fn put(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn put_signed(out: &mut Vec<u8>, value: i64) {
+    put(out, ((value << 1) ^ (value >> 63)) as u64);
+}
+
+fn put_day(out: &mut Vec<u8>, day: NaiveDate) {
+    put_signed(out, i64::from(day.num_days_from_ce()));
+}
+
+fn month_number(month: Month) -> u64 {
+    // Years are 0-9999: never negative.
+    u64::from(month.year().unsigned_abs()) * 12 + u64::from(month.month() - 1)
+}
+
+fn put_award(out: &mut Vec<u8>, award: &AwardDecision) {
+    put(out, award.recipient.number());
+    put(out, award.amount.tiyn());
+    if let Some(occasion) = award.occasion {
+        put(out, month_number(occasion));
+    }
+    if let Some(last) = award.last_month {
+        put(out, month_number(last));
+    }
+}
+
+fn award_flags(award: &AwardDecision) -> u8 {
+    u8::from(award.occasion.is_some())
+        | u8::from(award.one_off) << 1
+        | u8::from(award.last_month.is_some()) << 2
+}
+
+/// A decision as the compact form keeps it: code, eligible, award, more awards.
+type DecisionParts<'d> = (
+    &'d str,
+    bool,
+    Option<&'d AwardDecision>,
+    &'d [AwardDecision],
+);
+
+/// Appends the compact form of `record`'s scoring inputs and stored outcome to
+/// `out`. Names, phones and accounts are not part of it.
+pub fn encode(record: &FamilyRecord, out: &mut Vec<u8>) {
+    let outcome = record.evaluation.as_ref().map(|evaluation| {
+        let decisions = evaluation.programs.iter().map(|d| {
+            let parts: DecisionParts<'_> = (&d.code, d.eligible, d.award.as_ref(), &d.more_awards);
+            parts
+        });
+        (evaluation.level, decisions)
+    });
+    encode_parts(record, outcome, out);
+}
+
+/// [`encode`] for a projection read from the store.
+pub fn encode_projection(inputs: &FamilyRecord, outcome: Option<&Outcome>, out: &mut Vec<u8>) {
+    let outcome = outcome.map(|outcome| {
+        let decisions = outcome.programs.iter().map(|d| {
+            let parts: DecisionParts<'_> = (&d.code, d.eligible, d.award.as_ref(), &d.more_awards);
+            parts
+        });
+        (outcome.level, decisions)
+    });
+    encode_parts(inputs, outcome, out);
+}
+
+fn encode_parts<'d>(
+    record: &FamilyRecord,
+    outcome: Option<(Level, impl ExactSizeIterator<Item = DecisionParts<'d>>)>,
+    out: &mut Vec<u8>,
+) {
+    let flags = u8::from(record.address.is_some())
+        | u8::from(
+            record
+                .address
+                .is_some_and(|a| a.locality == Locality::Urban),
+        ) << 1
+        | u8::from(record.housing.is_some()) << 2
+        | u8::from(record.social_contract) << 3
+        | u8::from(outcome.is_some()) << 4;
+    out.push(flags);
+    if let Some(address) = record.address {
+        out.push(position(&Region::ALL, &address.region));
+    }
+    if let Some(housing) = &record.housing {
+        out.push(position(&TENURES, &housing.tenure));
+        put(out, u64::from(housing.area_decimetres));
+        out.push(mask(&UTILITIES, housing.utilities.iter().copied()));
+    }
+    out.push(u8::try_from(record.members.len()).unwrap_or(u8::MAX));
+    for member in record.members.iter().take(usize::from(u8::MAX)) {
+        encode_member(member, out);
+    }
+    if let Some((level, decisions)) = outcome {
+        out.push(level as u8);
+        let decisions = decisions.take(usize::from(u8::MAX));
+        out.push(decisions.len() as u8);
+        for (code, eligible, award, more_awards) in decisions {
+            put(out, u64::from(code_number(code)));
+            let more = more_awards.iter().take(usize::from(u8::MAX));
+            out.push(
+                u8::from(eligible)
+                    | u8::from(award.is_some()) << 1
+                    | award.map_or(0, award_flags) << 2,
+            );
+            if let Some(award) = award {
+                put_award(out, award);
+            }
+            out.push(more.len() as u8);
+            for extra in more {
+                out.push(award_flags(extra));
+                put_award(out, extra);
+            }
+        }
+    }
+}
+
+fn encode_member(member: &Member, out: &mut Vec<u8>) {
+    let facts = &member.facts;
+    let registration = facts.registration.as_ref();
+    out.push(
+        position(&ROLES, &member.role)
+            | u8::from(registration.is_some()) << 3
+            | u8::from(registration.is_some_and(|r| r.sex == Sex::Male)) << 4
+            | u8::from(facts.died_on.is_some()) << 5
+            | u8::from(facts.employment.is_some()) << 6
+            | u8::from(facts.non_mortgage_debt) << 7,
+    );
+    let insured = match facts.insured {
+        None => 0,
+        Some(false) => 1,
+        Some(true) => 2,
+    };
+    out.push(
+        insured
+            | u8::from(facts.disability.is_some()) << 2
+            | u8::from(facts.education.is_some()) << 3
+            | mask(&AWARDS, facts.awards.iter().copied()) << 4,
+    );
+    put(out, facts.iin.number());
+    if let Some(registration) = registration {
+        put_day(out, registration.birth_date);
+    }
+    if let Some(died) = facts.died_on {
+        put_day(out, died);
+    }
+    if let Some(employment) = facts.employment {
+        out.push(position(&STATUSES, &employment.status));
+        out.push(
+            employment
+                .previous
+                .map_or(0, |previous| 1 + position(&STATUSES, &previous)),
+        );
+        put_signed(out, employment.since.timestamp());
+        put(out, u64::from(employment.since.timestamp_subsec_nanos()));
+    }
+    if let Some(disability) = facts.disability {
+        out.push(position(&GROUPS, &disability.group) | u8::from(disability.until.is_some()) << 4);
+        if let Some(until) = disability.until {
+            put_day(out, until);
+        }
+    }
+    if let Some(education) = facts.education {
+        out.push(
+            position(&ENROLLMENTS, &education.enrolled)
+                | position(&ATTAINMENTS, &education.attainment) << 4,
+        );
+    }
+    let months = facts.incomes.iter().take(usize::from(u8::MAX));
+    out.push(months.len() as u8);
+    for (month, by_source) in months {
+        put(out, month_number(*month));
+        out.push(mask(&SOURCES, by_source.keys().copied()));
+        for amount in by_source.values() {
+            put(out, amount.tiyn());
+        }
+    }
+}
+
+// ----- reading -----
+
+struct Reader<'b> {
+    bytes: &'b [u8],
+}
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Result<u8, CompactError> {
+        let (first, rest) = self
+            .bytes
+            .split_first()
+            .ok_or(CompactError("the bytes end early"))?;
+        self.bytes = rest;
+        Ok(*first)
+    }
+
+    fn number(&mut self) -> Result<u64, CompactError> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.byte()?;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(CompactError("a number is too long"))
+    }
+
+    fn signed(&mut self) -> Result<i64, CompactError> {
+        let value = self.number()?;
+        Ok((value >> 1) as i64 ^ -((value & 1) as i64))
+    }
+
+    fn day(&mut self) -> Result<NaiveDate, CompactError> {
+        i32::try_from(self.signed()?)
+            .ok()
+            .and_then(NaiveDate::from_num_days_from_ce_opt)
+            .ok_or(CompactError("a date"))
+    }
+
+    fn month(&mut self) -> Result<Month, CompactError> {
+        let number = self.number()?;
+        i32::try_from(number / 12)
+            .ok()
+            .and_then(|year| Month::new(year, (number % 12) as u32 + 1))
+            .ok_or(CompactError("a month"))
+    }
+
+    fn iin(&mut self) -> Result<Iin, CompactError> {
+        Iin::from_number(self.number()?).ok_or(CompactError("an IIN"))
+    }
+
+    fn award(&mut self, flags: u8) -> Result<AwardDecision, CompactError> {
+        Ok(AwardDecision {
+            recipient: self.iin()?,
+            amount: Money::from_tiyn(self.number()?),
+            occasion: if flags & 1 != 0 {
+                Some(self.month()?)
+            } else {
+                None
+            },
+            one_off: flags & 2 != 0,
+            last_month: if flags & 4 != 0 {
+                Some(self.month()?)
+            } else {
+                None
+            },
+        })
+    }
+}
+
+fn set_of<T: Copy + Ord>(set: &mut BTreeSet<T>, list: &[T], mask: u8) {
+    let wanted = || {
+        list.iter()
+            .enumerate()
+            .filter(move |(index, _)| mask & 1 << index != 0)
+            .map(|(_, value)| *value)
+    };
+    if !set.iter().copied().eq(wanted()) {
+        set.clear();
+        set.extend(wanted());
+    }
+}
+
+/// A family read from its compact form into buffers kept from one family to
+/// the next: after a few families, reading one allocates nothing.
+pub struct Scratch {
+    /// The family's scoring inputs. Its id is a placeholder: the table keeps
+    /// ids beside the compact forms.
+    pub record: FamilyRecord,
+    outcome: Outcome,
+    has_outcome: bool,
+    /// Members of earlier, larger families, kept with their buffers.
+    spare: Vec<Member>,
+    /// Decisions of earlier, longer outcomes, kept with their buffers.
+    spare_decisions: Vec<DecisionSummary>,
+    rows: Vec<IncomeRow>,
+    /// The code number each decision of `outcome` holds the name of.
+    decision_codes: Vec<u32>,
+    /// The register's names, copied when a number is not among them yet:
+    /// the register's lock is not taken per family.
+    code_names: Vec<&'static str>,
+    /// Income maps of members read before, by shape, for members of that shape.
+    income_maps: Vec<Incomes>,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            record: FamilyRecord::new(FamilyId::parse("scratch").expect("a valid family id")),
+            outcome: Outcome {
+                level: Level::A,
+                programs: Vec::new(),
+            },
+            has_outcome: false,
+            spare: Vec::new(),
+            spare_decisions: Vec::new(),
+            rows: Vec::new(),
+            decision_codes: Vec::new(),
+            code_names: Vec::new(),
+            income_maps: Vec::new(),
+        }
+    }
+}
+
+impl Scratch {
+    /// The stored outcome of the family last read.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.has_outcome.then_some(&self.outcome)
+    }
+
+    /// Reads a family that [`encode`] wrote.
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<(), CompactError> {
+        let mut reader = Reader { bytes };
+        let flags = reader.byte()?;
+        let record = &mut self.record;
+        record.address = if flags & 1 != 0 {
+            Some(Address {
+                region: nth(&Region::ALL, reader.byte()?, "a region")?,
+                locality: if flags & 2 != 0 {
+                    Locality::Urban
+                } else {
+                    Locality::Rural
+                },
+            })
+        } else {
+            None
+        };
+        if flags & 4 != 0 {
+            let tenure = nth(&TENURES, reader.byte()?, "a tenure")?;
+            let area_decimetres =
+                u32::try_from(reader.number()?).map_err(|_| CompactError("an area"))?;
+            let utilities = reader.byte()?;
+            let housing = record.housing.get_or_insert_with(|| Housing {
+                tenure,
+                area_decimetres,
+                utilities: BTreeSet::new(),
+            });
+            housing.tenure = tenure;
+            housing.area_decimetres = area_decimetres;
+            set_of(&mut housing.utilities, &UTILITIES, utilities);
+        } else {
+            record.housing = None;
+        }
+        record.social_contract = flags & 8 != 0;
+        let members = usize::from(reader.byte()?);
+        while record.members.len() > members {
+            self.spare.extend(record.members.pop());
+        }
+        while record.members.len() < members {
+            let member = self.spare.pop().unwrap_or_else(|| Member {
+                role: Role::Other,
+                facts: CitizenFacts::new(Iin::from_number(0).expect("zero fits")),
+            });
+            record.members.push(member);
+        }
+        for member in &mut record.members {
+            decode_member(&mut reader, member, &mut self.rows, &mut self.income_maps)?;
+        }
+        self.has_outcome = flags & 16 != 0;
+        if self.has_outcome {
+            self.outcome.level = nth(&Level::ALL, reader.byte()?, "a level")?;
+            let programs = usize::from(reader.byte()?);
+            let decisions = &mut self.outcome.programs;
+            while decisions.len() > programs {
+                self.spare_decisions.extend(decisions.pop());
+            }
+            self.decision_codes.truncate(decisions.len());
+            while decisions.len() < programs {
+                decisions.push(self.spare_decisions.pop().unwrap_or(DecisionSummary {
+                    code: String::new(),
+                    eligible: false,
+                    award: None,
+                    more_awards: Vec::new(),
+                }));
+                self.decision_codes.push(u32::MAX);
+            }
+            for (decision, held) in decisions.iter_mut().zip(&mut self.decision_codes) {
+                let number = u32::try_from(reader.number()?).map_err(|_| CompactError("a code"))?;
+                if *held != number {
+                    let index = usize::try_from(number).unwrap_or(usize::MAX);
+                    if index >= self.code_names.len() {
+                        let codes = codes().read().unwrap_or_else(|e| e.into_inner());
+                        self.code_names.clone_from(&codes.names);
+                    }
+                    let code = self
+                        .code_names
+                        .get(index)
+                        .ok_or(CompactError("a program code"))?;
+                    decision.code.clear();
+                    decision.code.push_str(code);
+                    *held = number;
+                }
+                let flags = reader.byte()?;
+                decision.eligible = flags & 1 != 0;
+                decision.award = if flags & 2 != 0 {
+                    Some(reader.award(flags >> 2)?)
+                } else {
+                    None
+                };
+                let more = usize::from(reader.byte()?);
+                decision.more_awards.clear();
+                for _ in 0..more {
+                    let flags = reader.byte()?;
+                    decision.more_awards.push(reader.award(flags)?);
+                }
+            }
+        }
+        if !reader.bytes.is_empty() {
+            return Err(CompactError("bytes are left over"));
+        }
+        Ok(())
+    }
+}
+
+fn decode_member(
+    reader: &mut Reader<'_>,
+    member: &mut Member,
+    rows: &mut Vec<IncomeRow>,
+    income_maps: &mut Vec<Incomes>,
+) -> Result<(), CompactError> {
+    let bits = reader.byte()?;
+    let more = reader.byte()?;
+    member.role = nth(&ROLES, bits & 7, "a role")?;
+    let facts = &mut member.facts;
+    facts.iin = reader.iin()?;
+    if bits & 8 != 0 {
+        let birth_date = reader.day()?;
+        let sex = if bits & 16 != 0 {
+            Sex::Male
+        } else {
+            Sex::Female
+        };
+        let registration = facts.registration.get_or_insert_with(|| Registration {
+            full_name: String::new(),
+            birth_date,
+            sex,
+        });
+        registration.birth_date = birth_date;
+        registration.sex = sex;
+    } else {
+        facts.registration = None;
+    }
+    facts.died_on = if bits & 32 != 0 {
+        Some(reader.day()?)
+    } else {
+        None
+    };
+    facts.employment = if bits & 64 != 0 {
+        let status = nth(&STATUSES, reader.byte()?, "a status")?;
+        let previous = match reader.byte()? {
+            0 => None,
+            number => Some(nth(&STATUSES, number - 1, "a status")?),
+        };
+        let seconds = reader.signed()?;
+        let nanos = u32::try_from(reader.number()?).map_err(|_| CompactError("a time"))?;
+        Some(Employment {
+            status,
+            since: DateTime::<Utc>::from_timestamp(seconds, nanos).ok_or(CompactError("a time"))?,
+            previous,
+        })
+    } else {
+        None
+    };
+    facts.non_mortgage_debt = bits & 128 != 0;
+    facts.insured = match more & 3 {
+        0 => None,
+        1 => Some(false),
+        _ => Some(true),
+    };
+    facts.disability = if more & 4 != 0 {
+        let byte = reader.byte()?;
+        Some(Disability {
+            group: nth(&GROUPS, byte & 15, "a disability group")?,
+            until: if byte & 16 != 0 {
+                Some(reader.day()?)
+            } else {
+                None
+            },
+        })
+    } else {
+        None
+    };
+    facts.education = if more & 8 != 0 {
+        let byte = reader.byte()?;
+        Some(Education {
+            enrolled: nth(&ENROLLMENTS, byte & 15, "an enrolment")?,
+            attainment: nth(&ATTAINMENTS, byte >> 4, "an attainment")?,
+        })
+    } else {
+        None
+    };
+    set_of(&mut facts.awards, &AWARDS, more >> 4);
+    decode_incomes(reader, &mut facts.incomes, rows, income_maps)
+}
+
+/// One month of a member's incomes as read: the sources' mask and amounts.
+type IncomeRow = (Month, u8, [u64; 5]);
+
+type Incomes = BTreeMap<Month, BTreeMap<IncomeSource, Money>>;
+
+/// Income maps kept for later members; more shapes than this are rare.
+const INCOME_MAPS_KEPT: usize = 16;
+
+fn same_shape(incomes: &Incomes, rows: &[IncomeRow]) -> bool {
+    incomes.len() == rows.len()
+        && incomes.iter().zip(rows).all(|((month, by_source), row)| {
+            *month == row.0 && mask(&SOURCES, by_source.keys().copied()) == row.1
+        })
+}
+
+/// Reads a member's incomes into `incomes`. Its maps' nodes are kept when the
+/// months and sources are those of the member read before there; otherwise a
+/// map of that shape kept from an earlier member is taken from `kept`, where
+/// this one goes. Members mostly share a few shapes (the same recent months of
+/// salary, or none), so reading allocates nothing once those are kept. `rows`
+/// is a buffer kept between calls.
+fn decode_incomes(
+    reader: &mut Reader<'_>,
+    incomes: &mut Incomes,
+    rows: &mut Vec<IncomeRow>,
+    kept: &mut Vec<Incomes>,
+) -> Result<(), CompactError> {
+    rows.clear();
+    for _ in 0..reader.byte()? {
+        let month = reader.month()?;
+        let sources = reader.byte()?;
+        let mut amounts = [0; 5];
+        for (index, amount) in amounts.iter_mut().enumerate() {
+            if sources & 1 << index != 0 {
+                *amount = reader.number()?;
+            }
+        }
+        rows.push((month, sources, amounts));
+    }
+    if !same_shape(incomes, rows) {
+        let taken = match kept.iter().position(|map| same_shape(map, rows)) {
+            Some(index) => kept.swap_remove(index),
+            None if rows.is_empty() => Incomes::new(),
+            None => rows
+                .iter()
+                .map(|(month, sources, _)| {
+                    let by_source = SOURCES
+                        .iter()
+                        .enumerate()
+                        .filter(|(index, _)| sources & 1 << index != 0)
+                        .map(|(_, source)| (*source, Money::ZERO))
+                        .collect();
+                    (*month, by_source)
+                })
+                .collect(),
+        };
+        let old = std::mem::replace(incomes, taken);
+        if !old.is_empty() {
+            if kept.len() == INCOME_MAPS_KEPT {
+                kept.swap_remove(0);
+            }
+            kept.push(old);
+        }
+    }
+    for ((_, by_source), (_, _, amounts)) in incomes.iter_mut().zip(rows.iter()) {
+        for (source, amount) in by_source.iter_mut() {
+            *amount = Money::from_tiyn(amounts[usize::from(position(&SOURCES, source))]);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_its_place() {
+        for (index, role) in ROLES.iter().enumerate() {
+            assert_eq!(usize::from(position(&ROLES, role)), index);
+        }
+        assert_eq!(Region::ALL.len(), 20);
+    }
+}

@@ -1,0 +1,341 @@
+//! Every family's scoring projection in memory, in its compact form
+//! ([`crate::compact`]): what a what-if and a re-score scan read, at memory
+//! speed, instead of reading and decoding the store's `scoring` tree.
+//!
+//! The table is a cache of that tree, never the truth: `serve` builds it at
+//! start in the background ([`crate::Store::enable_scoring_table`]), and every
+//! write of a projection puts the family's compact form here after the tree
+//! ([`ScoringTable::put`]). The build only adds families the table does not
+//! have yet ([`ScoringTable::put_if_absent`]): whichever way a commit and the
+//! build interleave, a family ends with its newest form. Families are never
+//! removed from the store, so the table never removes one either.
+//!
+//! Families are spread over shards by a hash of their id. A shard keeps its
+//! entries one after the other in one buffer (`live:u8 id_len:u8 len:u32 id
+//! compact`) and an index from id to entry; a family that changes is written
+//! anew at the end and its old entry marked dead, and a shard whose buffer is
+//! mostly dead is packed again. A scan walks each shard's buffer in order under
+//! its read lock, so a commit to that shard waits for at most one shard's scan
+//! (about 25,000 families at a national population, a few milliseconds).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+
+use hashbrown::HashTable;
+
+use crate::compact::{CompactError, Scratch};
+use crate::projection::Outcome;
+use crate::record::FamilyRecord;
+
+const SHARDS: usize = 256;
+const HEADER: usize = 6;
+/// A shard is packed again when more than half of its buffer, and at least
+/// this much, is dead entries.
+const PACK_MIN_DEAD: usize = 4 * 1024;
+
+fn hash(id: &[u8]) -> u64 {
+    let hash = id.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    hash.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+fn shard_of(hash: u64) -> usize {
+    (hash >> 56) as usize % SHARDS
+}
+
+#[derive(Default)]
+struct Shard {
+    entries: Vec<u8>,
+    /// Offsets of the live entries in `entries`.
+    index: HashTable<u32>,
+    dead: usize,
+}
+
+/// The id and the compact form of the entry at `offset`, and the entry's size.
+fn entry_at(entries: &[u8], offset: usize) -> (&[u8], &[u8], usize) {
+    let id_len = usize::from(entries[offset + 1]);
+    let len_bytes: [u8; 4] = entries[offset + 2..offset + HEADER]
+        .try_into()
+        .expect("four bytes");
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    let id_start = offset + HEADER;
+    let compact_start = id_start + id_len;
+    (
+        &entries[id_start..compact_start],
+        &entries[compact_start..compact_start + len],
+        HEADER + id_len + len,
+    )
+}
+
+impl Shard {
+    fn find(&self, hash: u64, id: &[u8]) -> Option<usize> {
+        let entries = &self.entries;
+        self.index
+            .find(hash, |offset| entry_at(entries, *offset as usize).0 == id)
+            .map(|offset| *offset as usize)
+    }
+
+    fn append(&mut self, id: &[u8], compact: &[u8]) -> u32 {
+        let offset = self.entries.len();
+        self.entries.push(1);
+        self.entries
+            .push(u8::try_from(id.len()).expect("family ids are at most 64 bytes"));
+        let len = u32::try_from(compact.len()).expect("a compact form is far below 4 GiB");
+        self.entries.extend_from_slice(&len.to_le_bytes());
+        self.entries.extend_from_slice(id);
+        self.entries.extend_from_slice(compact);
+        u32::try_from(offset).expect("a shard holds less than 4 GiB")
+    }
+
+    fn insert(&mut self, hash: u64, id: &[u8], compact: &[u8], replace: bool) {
+        if let Some(old) = self.find(hash, id) {
+            if !replace {
+                return;
+            }
+            let (_, _, size) = entry_at(&self.entries, old);
+            self.entries[old] = 0;
+            self.dead += size;
+            let offset = self.append(id, compact);
+            let entries = &self.entries;
+            let slot = self
+                .index
+                .find_mut(hash, |at| {
+                    *at as usize == old || entry_at(entries, *at as usize).0 == id
+                })
+                .expect("the entry was just found");
+            *slot = offset;
+        } else {
+            let offset = self.append(id, compact);
+            let entries = &self.entries;
+            self.index.insert_unique(hash, offset, |at| {
+                self::hash(entry_at(entries, *at as usize).0)
+            });
+        }
+        if self.dead >= PACK_MIN_DEAD && self.dead * 2 > self.entries.len() {
+            self.pack();
+        }
+    }
+
+    /// Copies the live entries into a new buffer and indexes them again.
+    fn pack(&mut self) {
+        let old = std::mem::take(&mut self.entries);
+        self.entries.reserve(old.len() - self.dead);
+        self.index.clear();
+        self.dead = 0;
+        let mut offset = 0;
+        while offset < old.len() {
+            let (id, compact, size) = entry_at(&old, offset);
+            if old[offset] == 1 {
+                let at = self.append(id, compact);
+                let entries = &self.entries;
+                self.index
+                    .insert_unique(hash(id), at, |at| hash(entry_at(entries, *at as usize).0));
+            }
+            offset += size;
+        }
+    }
+
+    fn live(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut offset = 0;
+        std::iter::from_fn(move || {
+            while offset < self.entries.len() {
+                let at = offset;
+                let (id, compact, size) = entry_at(&self.entries, at);
+                offset += size;
+                if self.entries[at] == 1 {
+                    return Some((id, compact));
+                }
+            }
+            None
+        })
+    }
+}
+
+/// Every family's compact scoring form, in memory. See the module docs.
+pub struct ScoringTable {
+    shards: Vec<RwLock<Shard>>,
+    built: AtomicBool,
+}
+
+impl Default for ScoringTable {
+    fn default() -> Self {
+        ScoringTable {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            built: AtomicBool::new(false),
+        }
+    }
+}
+
+impl ScoringTable {
+    fn shard(&self, hash: u64) -> std::sync::RwLockWriteGuard<'_, Shard> {
+        self.shards[shard_of(hash)]
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts the family's newest compact form.
+    pub fn put(&self, family_id: &[u8], compact: &[u8]) {
+        let hash = hash(family_id);
+        self.shard(hash).insert(hash, family_id, compact, true);
+    }
+
+    /// Adds the family's compact form unless the table has one, which is newer.
+    pub fn put_if_absent(&self, family_id: &[u8], compact: &[u8]) {
+        let hash = hash(family_id);
+        self.shard(hash).insert(hash, family_id, compact, false);
+    }
+
+    /// Marks the table as holding every projection the store had when it
+    /// was enabled, and gives back what its buffers hold beyond their entries:
+    /// after a build, growing by doubling leaves up to half of them unused.
+    pub fn set_built(&self) {
+        for shard in &self.shards {
+            let mut shard = shard.write().unwrap_or_else(|e| e.into_inner());
+            let shard = &mut *shard;
+            shard.entries.shrink_to_fit();
+            let entries = &shard.entries;
+            shard
+                .index
+                .shrink_to(0, |at| hash(entry_at(entries, *at as usize).0));
+        }
+        self.built.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the table holds every projection of the store: until then,
+    /// scans read the store.
+    pub fn is_built(&self) -> bool {
+        self.built.load(Ordering::SeqCst)
+    }
+
+    /// Families in the table, and the bytes its buffers hold.
+    pub fn size(&self) -> (u64, u64) {
+        self.shards.iter().fold((0, 0), |(families, bytes), shard| {
+            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            (
+                families + shard.index.len() as u64,
+                bytes + (shard.entries.capacity() + shard.index.capacity() * 5) as u64,
+            )
+        })
+    }
+
+    /// Runs `work` on every family, on `threads` threads, each with its own
+    /// accumulator from `start`; returns the accumulators. Families come in no
+    /// particular order.
+    pub fn scan<T, S, W>(&self, threads: usize, start: S, work: W) -> Result<Vec<T>, CompactError>
+    where
+        T: Send,
+        S: Fn() -> T + Sync,
+        W: Fn(&mut T, &FamilyRecord, Option<&Outcome>) + Sync,
+    {
+        let threads = threads.clamp(1, SHARDS);
+        let (start, work) = (&start, &work);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|first| {
+                    scope.spawn(move || -> Result<T, CompactError> {
+                        let mut accumulator = start();
+                        let mut scratch = Scratch::default();
+                        for shard in self.shards.iter().skip(first).step_by(threads) {
+                            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+                            for (id, compact) in shard.live() {
+                                scratch.decode(compact)?;
+                                scratch.record.family_id.set_from_bytes(id);
+                                work(&mut accumulator, &scratch.record, scratch.outcome());
+                            }
+                        }
+                        Ok(accumulator)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| {
+                    worker
+                        .join()
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+                })
+                .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::FamilyId;
+    use std::collections::BTreeMap;
+
+    fn family(id: &str, social_contract: bool) -> FamilyRecord {
+        FamilyRecord {
+            social_contract,
+            ..FamilyRecord::new(FamilyId::parse(id).unwrap())
+        }
+    }
+
+    fn compact(record: &FamilyRecord) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        crate::compact::encode(record, &mut bytes);
+        bytes
+    }
+
+    /// Each family's id and social contract, as a scan sees them.
+    fn seen(table: &ScoringTable, threads: usize) -> BTreeMap<String, bool> {
+        let parts = table
+            .scan(
+                threads,
+                Vec::new,
+                |seen: &mut Vec<(String, bool)>, record, _| {
+                    seen.push((record.family_id.to_string(), record.social_contract));
+                },
+            )
+            .unwrap();
+        let all: Vec<_> = parts.into_iter().flatten().collect();
+        let map: BTreeMap<_, _> = all.iter().cloned().collect();
+        assert_eq!(map.len(), all.len(), "each family once");
+        map
+    }
+
+    #[test]
+    fn the_newest_form_wins_and_the_build_never_overwrites_it() {
+        let table = ScoringTable::default();
+        let key = |n: u32| format!("fam-{n}");
+        for n in 0..5_000 {
+            table.put(key(n).as_bytes(), &compact(&family(&key(n), false)));
+        }
+        // A commit after the build read the family: the build's older form is
+        // not taken.
+        for n in 0..5_000 {
+            table.put(key(n).as_bytes(), &compact(&family(&key(n), n % 3 == 0)));
+            table.put_if_absent(key(n).as_bytes(), &compact(&family(&key(n), false)));
+        }
+        table.put_if_absent(b"fam-new", &compact(&family("fam-new", true)));
+        for threads in [1, 2, 7] {
+            let seen = seen(&table, threads);
+            assert_eq!(seen.len(), 5_001);
+            for n in 0..5_000 {
+                assert_eq!(seen[&key(n)], n % 3 == 0, "{}", key(n));
+            }
+            assert!(seen["fam-new"]);
+        }
+        assert_eq!(table.size().0, 5_001);
+    }
+
+    #[test]
+    fn a_shard_mostly_dead_is_packed_and_keeps_every_family() {
+        let table = ScoringTable::default();
+        for round in 0..60 {
+            for n in 0..20_000 {
+                let id = format!("f{n}");
+                table.put(id.as_bytes(), &compact(&family(&id, round % 2 == 1)));
+            }
+        }
+        let bytes = table.size().1;
+        // 20,000 live entries of about 16 bytes, each written 60 times (19 MB):
+        // packing keeps each shard within twice its live size plus 4 KiB.
+        assert!(bytes < 4_000_000, "{bytes} bytes");
+        let seen = seen(&table, 2);
+        assert_eq!(seen.len(), 20_000);
+        assert!(seen.values().all(|social| *social));
+    }
+}
