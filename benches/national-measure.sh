@@ -90,9 +90,13 @@ sink=$!
 trap 'kill $sink 2>/dev/null || true' EXIT
 
 store=$(sed -n 's/^path *= *"\(.*\)".*/\1/p' serve.toml | head -1)
-echo "sled alone on this store (opened; then every scoring projection read): $("$dfm" bench rss-probe --kind store --store "$store" --families "$families")"
+echo "sled alone on this store (opened; then every family read into the scoring table): $("$dfm" bench rss-probe --kind store --store "$store" --families "$families")"
 serve
+started=$(date +%s.%N)
 rss "after start"
+until curl -s -H "Authorization: Bearer alice-secret" "$admin/metrics" | grep -q '^dfm_scoring_table_built 1$'; do sleep 0.2; done
+echo "scoring table built $(echo "$(date +%s.%N) - $started" | bc) s after serving: $(curl -s -H "Authorization: Bearer alice-secret" "$admin/metrics" | grep '^dfm_scoring_table_' | tr '\n' ' ')"
+rss "after the scoring table is built"
 sleep 5
 rss "5 s later (outboxes resumed a page at a time)"
 latencies

@@ -382,9 +382,6 @@ pub fn load_file(config: &Config, file: std::fs::File) -> anyhow::Result<LoadRep
         .map_err(|_| anyhow::anyhow!("the reader thread panicked"))??;
     window.write(true)?;
     store.set_applied_through(store.last_seq())?;
-    if !store.projections_complete()? {
-        crate::service::build_projections(&store)?;
-    }
     store.set_load_running(false)?;
     store.flush()?;
     // The counter, not a count of the tree: that would read every family.

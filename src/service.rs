@@ -83,38 +83,9 @@ pub struct Running {
     arbiters: Vec<Arbiter>,
 }
 
-/// Families read per step of the projection backfill.
-const BACKFILL_CHUNK: usize = 8_192;
-
-/// Writes the scoring projection of every family that has none: a store written
-/// before projections existed gets them once, in the background of `serve` or at
-/// the end of `dfm load`. Families committed meanwhile write their own.
-pub fn build_projections(store: &Store) -> anyhow::Result<u64> {
-    tracing::info!("building the scoring projections of the families stored before they existed");
-    let started = std::time::Instant::now();
-    let mut cursor: Option<String> = None;
-    let mut read = 0u64;
-    loop {
-        let (count, last) = store.backfill_projections(cursor.as_deref(), BACKFILL_CHUNK)?;
-        read += count as u64;
-        if read % (BACKFILL_CHUNK as u64 * 64) < count as u64 {
-            tracing::info!(families = read, "building the scoring projections");
-        }
-        let Some(last) = last else { break };
-        cursor = Some(last);
-    }
-    store.flush()?;
-    tracing::info!(
-        families = read,
-        seconds = started.elapsed().as_secs_f64(),
-        "the scoring projections are complete"
-    );
-    Ok(read)
-}
-
-/// Reads every stored family's scoring projection into the in-memory scoring
-/// table ([`storage::scoring_table`]), which what-ifs and re-scores scan once
-/// it is built; until then they read the store.
+/// Reads every stored family into the in-memory scoring table
+/// ([`storage::scoring_table`]), which what-ifs and re-scores scan; until it is
+/// built they answer 503.
 fn build_scoring_table(store: &Store) {
     let started = std::time::Instant::now();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -130,7 +101,7 @@ fn build_scoring_table(store: &Store) {
         }
         Err(error) => tracing::error!(
             %error,
-            "building the scoring table failed; what-ifs and re-scores read the store until a restart"
+            "building the scoring table failed; what-ifs and rules reloads answer 503 until a restart"
         ),
     }
 }
@@ -204,17 +175,6 @@ pub async fn start_with_store(
         anyhow::bail!(
             "a bulk load of this store began and did not finish; run the same `dfm load` again before serving"
         );
-    }
-    if !store.projections_complete()? {
-        let store = store.clone();
-        std::thread::Builder::new()
-            .name("dfm-projections".to_owned())
-            .spawn(move || {
-                if let Err(error) = build_projections(&store) {
-                    tracing::error!(%error, "building the scoring projections failed; what-if and rules reload stay unavailable until a restart");
-                }
-            })
-            .context("cannot start the projection backfill")?;
     }
     {
         store.enable_scoring_table();

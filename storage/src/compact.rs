@@ -262,21 +262,33 @@ fn encode_parts<'d>(
         out.push(level as u8);
         let decisions = decisions.take(usize::from(u8::MAX));
         out.push(decisions.len() as u8);
+        // Codes are mostly numbered in catalogue order: a flag says "the
+        // number after the last one".
+        let mut last_code = None;
         for (code, eligible, award, more_awards) in decisions {
-            put(out, u64::from(code_number(code)));
+            let number = code_number(code);
+            let next = last_code.is_some_and(|last: u32| last.checked_add(1) == Some(number));
+            last_code = Some(number);
             let more = more_awards.iter().take(usize::from(u8::MAX));
             out.push(
                 u8::from(eligible)
                     | u8::from(award.is_some()) << 1
-                    | award.map_or(0, award_flags) << 2,
+                    | award.map_or(0, award_flags) << 2
+                    | u8::from(more.len() > 0) << 5
+                    | u8::from(next) << 6,
             );
+            if !next {
+                put(out, u64::from(number));
+            }
             if let Some(award) = award {
                 put_award(out, award);
             }
-            out.push(more.len() as u8);
-            for extra in more {
-                out.push(award_flags(extra));
-                put_award(out, extra);
+            if more.len() > 0 {
+                out.push(more.len() as u8);
+                for extra in more {
+                    out.push(award_flags(extra));
+                    put_award(out, extra);
+                }
             }
         }
     }
@@ -298,14 +310,17 @@ fn encode_member(member: &Member, out: &mut Vec<u8>) {
         Some(false) => 1,
         Some(true) => 2,
     };
+    // Registered birth dates are mostly the IIN's own.
+    let birth_in_iin = registration.is_some_and(|r| r.birth_date == facts.iin.birth_date());
     out.push(
         insured
             | u8::from(facts.disability.is_some()) << 2
             | u8::from(facts.education.is_some()) << 3
-            | mask(&AWARDS, facts.awards.iter().copied()) << 4,
+            | mask(&AWARDS, facts.awards.iter().copied()) << 4
+            | u8::from(birth_in_iin) << 7,
     );
     put(out, facts.iin.number());
-    if let Some(registration) = registration {
+    if let Some(registration) = registration.filter(|_| !birth_in_iin) {
         put_day(out, registration.birth_date);
     }
     if let Some(died) = facts.died_on {
@@ -333,18 +348,31 @@ fn encode_member(member: &Member, out: &mut Vec<u8>) {
                 | position(&ATTAINMENTS, &education.attainment) << 4,
         );
     }
+    // Months after the first as the step from the one before; amounts as the
+    // change from the source's amount the month before (mostly none).
     let months = facts.incomes.iter().take(usize::from(u8::MAX));
     out.push(months.len() as u8);
+    let (mut previous_month, mut previous) = (0, [0u64; 5]);
     for (month, by_source) in months {
-        put(out, month_number(*month));
+        put(out, month_number(*month) - previous_month);
+        previous_month = month_number(*month);
         out.push(mask(&SOURCES, by_source.keys().copied()));
-        for amount in by_source.values() {
-            put(out, amount.tiyn());
+        for (source, amount) in by_source {
+            let last = &mut previous[usize::from(position(&SOURCES, source))];
+            put_signed(out, amount.tiyn().wrapping_sub(*last) as i64);
+            *last = amount.tiyn();
         }
     }
 }
 
 // ----- reading -----
+
+fn month_of(number: u64) -> Result<Month, CompactError> {
+    i32::try_from(number / 12)
+        .ok()
+        .and_then(|year| Month::new(year, (number % 12) as u32 + 1))
+        .ok_or(CompactError("a month"))
+}
 
 struct Reader<'b> {
     bytes: &'b [u8],
@@ -385,11 +413,7 @@ impl Reader<'_> {
     }
 
     fn month(&mut self) -> Result<Month, CompactError> {
-        let number = self.number()?;
-        i32::try_from(number / 12)
-            .ok()
-            .and_then(|year| Month::new(year, (number % 12) as u32 + 1))
-            .ok_or(CompactError("a month"))
+        month_of(self.number()?)
     }
 
     fn iin(&mut self) -> Result<Iin, CompactError> {
@@ -541,8 +565,17 @@ impl Scratch {
                 }));
                 self.decision_codes.push(u32::MAX);
             }
+            let mut last_code: Option<u32> = None;
             for (decision, held) in decisions.iter_mut().zip(&mut self.decision_codes) {
-                let number = u32::try_from(reader.number()?).map_err(|_| CompactError("a code"))?;
+                let flags = reader.byte()?;
+                let number = if flags & 64 != 0 {
+                    last_code
+                        .and_then(|last| last.checked_add(1))
+                        .ok_or(CompactError("a code"))?
+                } else {
+                    u32::try_from(reader.number()?).map_err(|_| CompactError("a code"))?
+                };
+                last_code = Some(number);
                 if *held != number {
                     let index = usize::try_from(number).unwrap_or(usize::MAX);
                     if index >= self.code_names.len() {
@@ -557,14 +590,17 @@ impl Scratch {
                     decision.code.push_str(code);
                     *held = number;
                 }
-                let flags = reader.byte()?;
                 decision.eligible = flags & 1 != 0;
                 decision.award = if flags & 2 != 0 {
                     Some(reader.award(flags >> 2)?)
                 } else {
                     None
                 };
-                let more = usize::from(reader.byte()?);
+                let more = if flags & 32 != 0 {
+                    usize::from(reader.byte()?)
+                } else {
+                    0
+                };
                 decision.more_awards.clear();
                 for _ in 0..more {
                     let flags = reader.byte()?;
@@ -591,7 +627,11 @@ fn decode_member(
     let facts = &mut member.facts;
     facts.iin = reader.iin()?;
     if bits & 8 != 0 {
-        let birth_date = reader.day()?;
+        let birth_date = if more & 128 != 0 {
+            facts.iin.birth_date()
+        } else {
+            reader.day()?
+        };
         let sex = if bits & 16 != 0 {
             Sex::Male
         } else {
@@ -688,13 +728,18 @@ fn decode_incomes(
     kept: &mut Vec<Incomes>,
 ) -> Result<(), CompactError> {
     rows.clear();
+    let (mut month_number, mut previous) = (0u64, [0u64; 5]);
     for _ in 0..reader.byte()? {
-        let month = reader.month()?;
+        month_number = month_number
+            .checked_add(reader.number()?)
+            .ok_or(CompactError("a month"))?;
+        let month = month_of(month_number)?;
         let sources = reader.byte()?;
         let mut amounts = [0; 5];
         for (index, amount) in amounts.iter_mut().enumerate() {
             if sources & 1 << index != 0 {
-                *amount = reader.number()?;
+                previous[index] = previous[index].wrapping_add(reader.signed()? as u64);
+                *amount = previous[index];
             }
         }
         rows.push((month, sources, amounts));

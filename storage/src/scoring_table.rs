@@ -11,7 +11,7 @@
 //! removed from the store, so the table never removes one either.
 //!
 //! Families are spread over shards by a hash of their id. A shard keeps its
-//! entries one after the other in one buffer (`live:u8 id_len:u8 len:u32 id
+//! entries one after the other in one buffer (`live:u8 id_len:u8 len:varint id
 //! compact`) and an index from id to entry; a family that changes is written
 //! anew at the end and its old entry marked dead, and a shard whose buffer is
 //! mostly dead is packed again. A scan walks each shard's buffer in order under
@@ -28,7 +28,6 @@ use crate::projection::Outcome;
 use crate::record::FamilyRecord;
 
 const SHARDS: usize = 256;
-const HEADER: usize = 6;
 /// A shard is packed again when more than half of its buffer, and at least
 /// this much, is dead entries.
 const PACK_MIN_DEAD: usize = 4 * 1024;
@@ -55,16 +54,21 @@ struct Shard {
 /// The id and the compact form of the entry at `offset`, and the entry's size.
 fn entry_at(entries: &[u8], offset: usize) -> (&[u8], &[u8], usize) {
     let id_len = usize::from(entries[offset + 1]);
-    let len_bytes: [u8; 4] = entries[offset + 2..offset + HEADER]
-        .try_into()
-        .expect("four bytes");
-    let len = u32::from_le_bytes(len_bytes) as usize;
-    let id_start = offset + HEADER;
-    let compact_start = id_start + id_len;
+    let (mut len, mut at, mut shift) = (0usize, offset + 2, 0);
+    loop {
+        let byte = entries[at];
+        at += 1;
+        len |= usize::from(byte & 0x7f) << shift;
+        shift += 7;
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    let compact_start = at + id_len;
     (
-        &entries[id_start..compact_start],
+        &entries[at..compact_start],
         &entries[compact_start..compact_start + len],
-        HEADER + id_len + len,
+        compact_start + len - offset,
     )
 }
 
@@ -81,8 +85,12 @@ impl Shard {
         self.entries.push(1);
         self.entries
             .push(u8::try_from(id.len()).expect("family ids are at most 64 bytes"));
-        let len = u32::try_from(compact.len()).expect("a compact form is far below 4 GiB");
-        self.entries.extend_from_slice(&len.to_le_bytes());
+        let mut len = compact.len();
+        while len >= 0x80 {
+            self.entries.push(len as u8 | 0x80);
+            len >>= 7;
+        }
+        self.entries.push(len as u8);
         self.entries.extend_from_slice(id);
         self.entries.extend_from_slice(compact);
         u32::try_from(offset).expect("a shard holds less than 4 GiB")

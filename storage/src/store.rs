@@ -70,7 +70,6 @@ use crate::event::{LogEntry, TimerKind};
 use crate::feed_ids;
 use crate::ids::{FamilyId, Iin, Phone};
 use crate::money::Money;
-use crate::projection::ScoringProjection;
 use crate::record::{CitizenFacts, FamilyRecord};
 use crate::scoring_table::ScoringTable;
 
@@ -167,15 +166,14 @@ pub struct QuarantineRecord {
     pub at: DateTime<Utc>,
 }
 
-/// A family record as the store keeps it: the record and its scoring projection,
-/// each encoded, and the projection's compact form for the scoring table. Made
-/// where the record changed (the family's actor, or a load worker), so that the
-/// one thread that writes a batch only copies bytes.
+/// A family record as the store keeps it, encoded, with the compact form of
+/// its scoring projection for the scoring table. Made where the record changed
+/// (the family's actor, or a load worker), so that the one thread that writes a
+/// batch only copies bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedFamily {
     key: Vec<u8>,
     record: Vec<u8>,
-    projection: Vec<u8>,
     compact: Vec<u8>,
 }
 
@@ -186,7 +184,6 @@ impl EncodedFamily {
         EncodedFamily {
             key: record.family_id.as_str().as_bytes().to_vec(),
             record: encode(record),
-            projection: crate::projection::encode_projection(record),
             compact,
         }
     }
@@ -221,7 +218,7 @@ impl FamilyCommit {
     }
 }
 
-const TREE_NAMES: [&str; 15] = [
+const TREE_NAMES: [&str; 14] = [
     "feed",
     "families",
     "orphans",
@@ -235,17 +232,20 @@ const TREE_NAMES: [&str; 15] = [
     "stats",
     "audit",
     "quarantine",
-    "scoring",
     "feed_ids",
 ];
+
+/// Trees that stores of earlier versions kept and this one drops on opening:
+/// `scoring` held each family's scoring projection, which the in-memory
+/// scoring table replaced.
+const TREES_DROPPED: [&str; 1] = ["scoring"];
+/// The marker of a complete `scoring` tree.
+const META_DROPPED: [&[u8]; 1] = [b"scoring_complete"];
 
 const META_APPLIED_THROUGH: &[u8] = b"applied_through";
 /// The catalogue (year and text) that the stored outcomes agree with; see
 /// [`Store::rules_in_force`].
 const META_RULES_IN_FORCE: &[u8] = b"rules_in_force";
-/// Set once every family has its scoring projection: from the store's creation,
-/// or when the backfill of a store written before projections existed ends.
-const META_SCORING_COMPLETE: &[u8] = b"scoring_complete";
 /// Present while a bulk load runs, and after one that did not finish.
 const META_LOAD_RUNNING: &[u8] = b"load_running";
 /// Every feed entry at or below this has its id in `feed_ids` ([`Store::pack_feed_ids`]).
@@ -400,12 +400,10 @@ impl<'c> Writes<'c> {
         Ok(())
     }
 
-    /// Writes each family's scoring projection, then its record. A crash between
-    /// them leaves the projection ahead of the record; the replay that brings the
-    /// record up writes the same projection again.
+    /// Writes each family's record, then puts its compact scoring form into the
+    /// scoring table.
     fn put_families(&self, trees: &Trees, table: Option<&ScoringTable>) -> Result<()> {
         for (key, family) in &self.families {
-            trees.scoring.insert(*key, family.projection.as_slice())?;
             trees.families.insert(*key, family.record.as_slice())?;
             if let Some(table) = table {
                 table.put(key, &family.compact);
@@ -431,8 +429,6 @@ struct Trees {
     stats: sled::Tree,
     audit: sled::Tree,
     quarantine: sled::Tree,
-    /// Family id → [`ScoringProjection`], written before the family's record.
-    scoring: sled::Tree,
     /// The ids of `feed`, packed into buckets ([`crate::feed_ids`]).
     feed_ids: sled::Tree,
 }
@@ -689,11 +685,19 @@ impl Store {
             stats: open(TREE_NAMES[10])?,
             audit: open(TREE_NAMES[11])?,
             quarantine: open(TREE_NAMES[12])?,
-            scoring: open(TREE_NAMES[13])?,
-            feed_ids: open(TREE_NAMES[14])?,
+            feed_ids: open(TREE_NAMES[13])?,
         };
-        if trees.families.is_empty() && trees.meta.get(META_SCORING_COMPLETE)?.is_none() {
-            trees.meta.insert(META_SCORING_COMPLETE, &[][..])?;
+        for name in TREES_DROPPED {
+            if db
+                .tree_names()
+                .iter()
+                .any(|tree| tree.as_ref() == name.as_bytes())
+            {
+                db.drop_tree(name)?;
+            }
+        }
+        for key in META_DROPPED {
+            trees.meta.remove(key)?;
         }
         migrate_single_entries(&trees.feed)?;
         migrate_citizen_family(&db, &trees.citizen_buckets)?;
@@ -968,13 +972,15 @@ impl Store {
             writes.orphans.insert(key, Some(encode(facts)));
         }
         let mut families = sled::Batch::default();
-        let mut scoring = sled::Batch::default();
         for (key, family) in &writes.families {
-            scoring.insert(*key, family.projection.as_slice());
             families.insert(*key, family.record.as_slice());
         }
-        t.scoring.apply_batch(scoring)?;
         t.families.apply_batch(families)?;
+        if let Some(table) = self.scoring_table.get() {
+            for (key, family) in &writes.families {
+                table.put(key, &family.compact);
+            }
+        }
         for (tree, tree_writes) in writes.side_tables(t) {
             tree.apply_batch(batch_of(tree_writes))?;
         }
@@ -1116,7 +1122,6 @@ impl Store {
                     for family_id in part {
                         let key = family_id.as_str().as_bytes();
                         let _ = self.trees.families.get(key);
-                        let _ = self.trees.scoring.get(key);
                     }
                 });
             }
@@ -1142,23 +1147,6 @@ impl Store {
         values_after(&self.trees.families, after, limit)
     }
 
-    /// Scoring projections (encoded) of the families after `after` in id order,
-    /// at most `limit`, with the last id: the caller decodes them where it likes
-    /// (on worker threads) with [`Store::decode_projection`].
-    pub fn projection_values_after(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<(Vec<StoredValue>, Option<String>)> {
-        values_after(&self.trees.scoring, after, limit)
-    }
-
-    pub fn decode_projection(value: &[u8]) -> Result<ScoringProjection> {
-        decode_in("scoring", b"", value)
-    }
-
-    /// Whether every family has its scoring projection (see
-    /// [`Store::backfill_projections`]).
     /// Marks a bulk load as begun (durably) or finished. A load writes the
     /// citizen index behind its families, so a store whose load did not finish
     /// routes some citizens' events wrongly until the load is run again.
@@ -1177,10 +1165,6 @@ impl Store {
         Ok(self.trees.meta.contains_key(META_LOAD_RUNNING)?)
     }
 
-    pub fn projections_complete(&self) -> Result<bool> {
-        Ok(self.trees.meta.contains_key(META_SCORING_COMPLETE)?)
-    }
-
     /// From now on, every family write also puts the family's compact scoring
     /// form into the returned table, which [`Store::build_scoring_table`] then
     /// fills with the families already stored.
@@ -1188,18 +1172,17 @@ impl Store {
         self.scoring_table.get_or_init(Default::default).clone()
     }
 
-    /// The scoring table, when it holds every family: it is enabled and built,
-    /// and every family has its projection.
-    pub fn complete_scoring_table(&self) -> Result<Option<&ScoringTable>> {
-        match self.scoring_table.get() {
-            Some(table) if table.is_built() && self.projections_complete()? => Ok(Some(table)),
-            _ => Ok(None),
-        }
+    /// The scoring table, when it holds every family: enabled and built.
+    pub fn complete_scoring_table(&self) -> Option<&ScoringTable> {
+        self.scoring_table
+            .get()
+            .map(|table| &**table)
+            .filter(|table| table.is_built())
     }
 
-    /// Reads every stored projection into the scoring table (enabled first),
-    /// on `threads` threads beside the one that reads the tree; returns how
-    /// many it read. A family written meanwhile keeps its newer form.
+    /// Reads every stored family into the scoring table (enabled first), on
+    /// `threads` threads beside the one that reads the store; returns how many
+    /// it read. A family written meanwhile keeps its newer form.
     pub fn build_scoring_table(&self, threads: usize) -> Result<u64> {
         let table = self.enable_scoring_table();
         let threads = threads.max(1);
@@ -1215,14 +1198,10 @@ impl Store {
                             let next = receiver.lock().unwrap_or_else(|e| e.into_inner()).recv();
                             let Ok(chunk) = next else { break };
                             for value in &chunk {
-                                let projection = Self::decode_projection(value)?;
+                                let record: FamilyRecord = decode_in("families", b"", value)?;
                                 compact.clear();
-                                crate::compact::encode_projection(
-                                    &projection.inputs,
-                                    projection.outcome.as_ref(),
-                                    &mut compact,
-                                );
-                                let key = projection.inputs.family_id.as_str().as_bytes();
+                                crate::compact::encode(&record, &mut compact);
+                                let key = record.family_id.as_str().as_bytes();
                                 table.put_if_absent(key, &compact);
                             }
                         }
@@ -1235,7 +1214,7 @@ impl Store {
                 let mut read = 0u64;
                 loop {
                     let (values, last) =
-                        values_after(&self.trees.scoring, cursor.as_deref(), 4_096)?;
+                        values_after(&self.trees.families, cursor.as_deref(), 1_024)?;
                     let Some(last) = last else { break };
                     cursor = Some(last);
                     read += values.len() as u64;
@@ -1260,39 +1239,6 @@ impl Store {
         let read = read?;
         table.set_built();
         Ok(read)
-    }
-
-    /// Writes the scoring projection of up to `limit` families after `after`
-    /// that have none, for a store written before projections existed; returns
-    /// how many families it read and the last id, `None` at the end, where the
-    /// store is marked complete. A projection is only ever added here, never
-    /// replaced: one written meanwhile by a family's commit is newer.
-    pub fn backfill_projections(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<(usize, Option<String>)> {
-        let (values, last) = values_after(&self.trees.families, after, limit)?;
-        for value in &values {
-            let record: FamilyRecord = decode_in("families", b"", value)?;
-            let key = record.family_id.as_str().as_bytes();
-            let projection = crate::projection::encode_projection(&record);
-            // Err(_) is "a projection is there already": the newer one stays.
-            let _ = self
-                .trees
-                .scoring
-                .compare_and_swap(key, None::<&[u8]>, Some(projection))?;
-            if let Some(table) = self.scoring_table.get() {
-                let mut compact = Vec::new();
-                crate::compact::encode(&record, &mut compact);
-                table.put_if_absent(key, &compact);
-            }
-        }
-        if last.is_none() || values.len() < limit {
-            self.trees.meta.insert(META_SCORING_COMPLETE, &[][..])?;
-            return Ok((values.len(), None));
-        }
-        Ok((values.len(), last))
     }
 
     /// Reads every key: for tests and offline tools, never on a request path.
@@ -1821,6 +1767,7 @@ mod tests {
     use super::*;
     use crate::event::{EventData, FeedEvent};
     use crate::ids::{Iban, Month};
+    use crate::projection::ScoringProjection;
     use crate::record::{EntitlementState, Level, Member, Role};
 
     fn at(hour: u32) -> DateTime<Utc> {
@@ -2400,21 +2347,31 @@ mod tests {
         );
     }
 
-    fn projections(store: &Store) -> Vec<ScoringProjection> {
-        let (values, _) = store.projection_values_after(None, 100).unwrap();
-        values
-            .iter()
-            .map(|value| Store::decode_projection(value).unwrap())
-            .collect()
+    /// Every family in the scoring table, as a scan reads it, in id order.
+    fn table_projections(table: &ScoringTable) -> Vec<ScoringProjection> {
+        let mut all: Vec<ScoringProjection> = table
+            .scan(
+                2,
+                Vec::new,
+                |seen: &mut Vec<ScoringProjection>, record, outcome| {
+                    seen.push(ScoringProjection {
+                        inputs: record.clone(),
+                        outcome: outcome.cloned(),
+                    });
+                },
+            )
+            .unwrap()
+            .into_iter()
+            .flatten()
+            .collect();
+        all.sort_by(|a, b| a.inputs.family_id.cmp(&b.inputs.family_id));
+        all
     }
 
     #[test]
-    fn every_family_write_writes_its_scoring_projection() {
+    fn every_family_write_puts_its_scoring_projection_into_the_table() {
         let store = Store::open_temporary().unwrap();
-        assert!(
-            store.projections_complete().unwrap(),
-            "a new store is complete"
-        );
+        let table = store.enable_scoring_table();
         let mut first = record("fam-1");
         first.members.push(Member {
             role: Role::Head,
@@ -2442,7 +2399,7 @@ mod tests {
                 &[],
             )
             .unwrap();
-        let written = projections(&store);
+        let written = table_projections(&table);
         assert_eq!(
             written,
             vec![
@@ -2451,6 +2408,31 @@ mod tests {
             ]
         );
         assert_eq!(written[0].inputs.members[0].facts.phone, None);
+    }
+
+    #[test]
+    fn a_store_of_an_earlier_version_loses_its_scoring_tree_on_opening() {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(directory.path()).unwrap();
+            store.commit_family(&counting_commit("fam-1", 1)).unwrap();
+            let old = store.db().open_tree("scoring").unwrap();
+            old.insert("fam-1", &b"an old projection"[..]).unwrap();
+            store
+                .trees
+                .meta
+                .insert("scoring_complete", &[][..])
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(directory.path()).unwrap();
+        assert!(!store
+            .db()
+            .tree_names()
+            .iter()
+            .any(|name| name.as_ref() == b"scoring"));
+        assert!(!store.trees.meta.contains_key("scoring_complete").unwrap());
+        assert_eq!(store.family_count(), 1);
     }
 
     /// Each family in the scoring table: its social contract, as a scan reads it.
@@ -2479,19 +2461,13 @@ mod tests {
             .map(|n| commit(&format!("fam-{n}"), false))
             .collect();
         store.commit_families(&stored, counted(1, true)).unwrap();
-        assert!(
-            store.complete_scoring_table().unwrap().is_none(),
-            "not enabled"
-        );
+        assert!(store.complete_scoring_table().is_none(), "not enabled");
         let table = store.enable_scoring_table();
         // Written after the table was enabled, before the build reads it.
         store.commit_family(&commit("fam-7", true)).unwrap();
-        assert!(
-            store.complete_scoring_table().unwrap().is_none(),
-            "not built"
-        );
+        assert!(store.complete_scoring_table().is_none(), "not built");
         assert_eq!(store.build_scoring_table(2).unwrap(), 3_000);
-        assert!(store.complete_scoring_table().unwrap().is_some());
+        assert!(store.complete_scoring_table().is_some());
         store
             .commit_families(
                 &[commit("fam-8", true), commit("new", true)],
@@ -2506,60 +2482,14 @@ mod tests {
             .map(|(id, _)| id.as_str())
             .collect();
         assert_eq!(signed, ["fam-7", "fam-8", "new"]);
-        // What the table reads is what the tree holds, family by family.
-        let mut scratch = crate::compact::Scratch::default();
-        let (values, _) = store.projection_values_after(None, 10_000).unwrap();
-        for value in &values {
-            let projection = Store::decode_projection(value).unwrap();
-            let id = projection.inputs.family_id.clone();
-            let mut bytes = Vec::new();
-            crate::compact::encode_projection(
-                &projection.inputs,
-                projection.outcome.as_ref(),
-                &mut bytes,
-            );
-            scratch.decode(&bytes).unwrap();
-            assert_eq!(
-                scratch.record.social_contract,
-                contracts[id.as_str()],
-                "{id}"
-            );
+        // What the table reads is the stored record's projection.
+        let projections = table_projections(&table);
+        assert_eq!(projections.len(), 3_001);
+        for projection in &projections {
+            let id = projection.inputs.family_id.as_str();
+            let stored = store.family(&projection.inputs.family_id).unwrap().unwrap();
+            assert_eq!(projection, &stored.scoring_projection(), "{id}");
         }
-    }
-
-    #[test]
-    fn the_backfill_adds_missing_projections_and_keeps_newer_ones() {
-        let store = Store::open_temporary().unwrap();
-        let batch = [counting_commit("fam-1", 1), counting_commit("fam-2", 1)];
-        store.commit_families(&batch, counted(3, true)).unwrap();
-        // A store from before projections: none written, not complete.
-        store.trees.scoring.clear().unwrap();
-        store.trees.meta.remove(META_SCORING_COMPLETE).unwrap();
-        assert!(!store.projections_complete().unwrap());
-        // fam-2 is committed after the backfill read its record: the commit's
-        // projection (written before its record) is there when the backfill writes.
-        let mut newer = record("fam-2");
-        newer.social_contract = true;
-        store
-            .trees
-            .scoring
-            .insert("fam-2", encode(&newer.scoring_projection()))
-            .unwrap();
-        let (read, last) = store.backfill_projections(None, 1).unwrap();
-        assert_eq!((read, last.as_deref()), (1, Some("fam-1")));
-        assert!(!store.projections_complete().unwrap());
-        let (read, last) = store.backfill_projections(Some("fam-1"), 1).unwrap();
-        assert_eq!((read, last), (1, Some("fam-2".to_owned())));
-        let (read, last) = store.backfill_projections(Some("fam-2"), 1).unwrap();
-        assert_eq!((read, last), (0, None));
-        assert!(store.projections_complete().unwrap());
-        assert_eq!(
-            projections(&store),
-            vec![
-                record("fam-1").scoring_projection(),
-                newer.scoring_projection()
-            ]
-        );
     }
 
     #[test]

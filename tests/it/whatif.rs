@@ -48,6 +48,24 @@ fn catalogue_path() -> std::path::PathBuf {
     catalogue()
 }
 
+/// Posts as an operator's client does: a 503 (after a start, while the
+/// scoring table is being built) is tried again after its `Retry-After`.
+async fn post_when_ready(
+    server: &Server,
+    path: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    for _ in 0..300 {
+        let (status, answer) = post(server, path, token, body.clone()).await;
+        if status != 503 {
+            return (status, answer);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{path} still answers 503 after 30 s");
+}
+
 #[actix_rt::test]
 async fn whatif_counts_gains_and_costs_without_side_effects() {
     let (world, _) = two_families().await;
@@ -154,7 +172,7 @@ async fn a_reload_after_a_restart_with_a_changed_catalogue_still_finds_who_chang
         );
     std::fs::write(&catalogue, text).unwrap();
     world.server.restart();
-    let (status, answer) = post(
+    let (status, answer) = post_when_ready(
         &world.server,
         "/v1/whatif",
         OPERATOR,
