@@ -176,13 +176,24 @@ pub async fn start_with_store(
             "a bulk load of this store began and did not finish; run the same `dfm load` again before serving"
         );
     }
-    {
-        store.enable_scoring_table();
-        let store = store.clone();
-        std::thread::Builder::new()
-            .name("dfm-scoring-table".to_owned())
-            .spawn(move || build_scoring_table(&store))
-            .context("cannot start building the scoring table")?;
+    store.enable_scoring_table();
+    let started = std::time::Instant::now();
+    match store.load_scoring_table() {
+        Ok(Some(families)) => tracing::info!(
+            families,
+            seconds = started.elapsed().as_secs_f64(),
+            "loaded the scoring table that the last clean stop saved"
+        ),
+        loaded => {
+            if let Err(error) = loaded {
+                tracing::warn!(%error, "the saved scoring table cannot be read; building it from the records");
+            }
+            let store = store.clone();
+            std::thread::Builder::new()
+                .name("dfm-scoring-table".to_owned())
+                .spawn(move || build_scoring_table(&store))
+                .context("cannot start building the scoring table")?;
+        }
     }
     let agency_backlog = http::public::AgencyBacklog::from_log(&store, store.applied_through()?)
         .context("counting each agency's unapplied events in the log")?;
@@ -344,10 +355,28 @@ impl Running {
             server.stop(true).await;
         }
         let _ = self.shutdown.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(60), self.dispatcher).await;
+        let drained = matches!(
+            tokio::time::timeout(Duration::from_secs(60), self.dispatcher).await,
+            Ok(Ok(()))
+        );
         let _ = self.timers.await;
         let _ = self.packer.await;
         self.state.store.flush().context("flushing the store")?;
+        if drained {
+            // Nothing writes families any more: the next start reads the
+            // table instead of every record.
+            let started = std::time::Instant::now();
+            match self.state.store.save_scoring_table() {
+                Ok(true) => tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "saved the scoring table for the next start"
+                ),
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "the scoring table was not saved; the next start builds it from the records")
+                }
+            }
+        }
         for arbiter in std::iter::once(self.dispatcher_arbiter).chain(self.arbiters) {
             arbiter.stop();
             let _ = arbiter.join();

@@ -41,7 +41,7 @@ use crate::record::{
 /// Why compact bytes cannot be read: they were not made by [`encode`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("compact scoring form: {0}")]
-pub struct CompactError(&'static str);
+pub struct CompactError(pub(crate) &'static str);
 
 // ----- the enums, by their position in these lists -----
 
@@ -150,6 +150,23 @@ pub fn code_number(code: &str) -> u32 {
     codes.names.push(name);
     codes.numbers.insert(name, number);
     number
+}
+
+/// The register's codes, in number order: saved with a table, so that another
+/// process can read the numbers in it.
+pub fn registered_codes() -> Vec<String> {
+    let codes = codes().read().unwrap_or_else(|e| e.into_inner());
+    codes.names.iter().map(|name| (*name).to_owned()).collect()
+}
+
+/// Registers `codes` in order; true when each got the number that is its
+/// position, as in the process that saved them: a saved table can then be
+/// read as it is (always so in a process that has registered nothing else).
+pub fn register_in_order(codes: &[String]) -> bool {
+    codes
+        .iter()
+        .enumerate()
+        .all(|(index, code)| usize::try_from(code_number(code)).ok() == Some(index))
 }
 
 /// The code registered as `number`.

@@ -218,7 +218,7 @@ impl FamilyCommit {
     }
 }
 
-const TREE_NAMES: [&str; 14] = [
+const TREE_NAMES: [&str; 15] = [
     "feed",
     "families",
     "orphans",
@@ -233,6 +233,7 @@ const TREE_NAMES: [&str; 14] = [
     "audit",
     "quarantine",
     "feed_ids",
+    "scoring_snapshot",
 ];
 
 /// Trees that stores of earlier versions kept and this one drops on opening:
@@ -246,6 +247,13 @@ const META_APPLIED_THROUGH: &[u8] = b"applied_through";
 /// The catalogue (year and text) that the stored outcomes agree with; see
 /// [`Store::rules_in_force`].
 const META_RULES_IN_FORCE: &[u8] = b"rules_in_force";
+/// Written by a clean stop after it saved the scoring table: the table's format
+/// and the applied watermark it agrees with. Taken by the next start that loads
+/// the table, so that a crash after that start rebuilds it from the records.
+const META_SCORING_SNAPSHOT: &[u8] = b"scoring_snapshot";
+/// The format of a saved scoring table; another is rebuilt from the records.
+const SCORING_SNAPSHOT_FORMAT: u8 = 1;
+const SNAPSHOT_CODES: &[u8] = b"codes";
 /// Present while a bulk load runs, and after one that did not finish.
 const META_LOAD_RUNNING: &[u8] = b"load_running";
 /// Every feed entry at or below this has its id in `feed_ids` ([`Store::pack_feed_ids`]).
@@ -431,6 +439,8 @@ struct Trees {
     quarantine: sled::Tree,
     /// The ids of `feed`, packed into buckets ([`crate::feed_ids`]).
     feed_ids: sled::Tree,
+    /// The scoring table as a clean stop saved it: its codes, then each shard.
+    scoring_snapshot: sled::Tree,
 }
 
 /// The result of appending a batch of feed events.
@@ -686,6 +696,7 @@ impl Store {
             audit: open(TREE_NAMES[11])?,
             quarantine: open(TREE_NAMES[12])?,
             feed_ids: open(TREE_NAMES[13])?,
+            scoring_snapshot: open(TREE_NAMES[14])?,
         };
         for name in TREES_DROPPED {
             if db
@@ -1178,6 +1189,63 @@ impl Store {
             .get()
             .map(|table| &**table)
             .filter(|table| table.is_built())
+    }
+
+    /// Saves the scoring table, if it is built, for the next start; returns
+    /// whether it did. For a clean stop, once nothing writes families.
+    pub fn save_scoring_table(&self) -> Result<bool> {
+        let Some(table) = self.complete_scoring_table() else {
+            return Ok(false);
+        };
+        let t = &self.trees;
+        t.meta.remove(META_SCORING_SNAPSHOT)?;
+        t.scoring_snapshot.clear()?;
+        t.scoring_snapshot
+            .insert(SNAPSHOT_CODES, encode(&crate::compact::registered_codes()))?;
+        for index in 0..crate::scoring_table::SHARDS {
+            let key = [b"s".as_slice(), &(index as u16).to_be_bytes()].concat();
+            t.scoring_snapshot.insert(key, table.shard_bytes(index))?;
+        }
+        self.flush()?;
+        let mut stamp = vec![SCORING_SNAPSHOT_FORMAT];
+        stamp.extend_from_slice(&self.applied_through()?.to_be_bytes());
+        t.meta.insert(META_SCORING_SNAPSHOT, stamp)?;
+        self.flush()?;
+        Ok(true)
+    }
+
+    /// Loads the scoring table a clean stop saved, when nothing was applied
+    /// since and its format is this one's; returns how many families it read,
+    /// `None` when the table must be built from the records instead. Takes the
+    /// saved table's mark first: a crash after this start rebuilds.
+    pub fn load_scoring_table(&self) -> Result<Option<u64>> {
+        let t = &self.trees;
+        let Some(stamp) = t.meta.remove(META_SCORING_SNAPSHOT)? else {
+            return Ok(None);
+        };
+        self.flush()?;
+        let mut expected = vec![SCORING_SNAPSHOT_FORMAT];
+        expected.extend_from_slice(&self.applied_through()?.to_be_bytes());
+        if *stamp != *expected {
+            return Ok(None);
+        }
+        let codes: Vec<String> = match t.scoring_snapshot.get(SNAPSHOT_CODES)? {
+            Some(value) => decode_in("scoring_snapshot", SNAPSHOT_CODES, &value)?,
+            None => return Ok(None),
+        };
+        if !crate::compact::register_in_order(&codes) {
+            return Ok(None);
+        }
+        let table = self.enable_scoring_table();
+        let mut families = 0;
+        for item in t.scoring_snapshot.scan_prefix(b"s") {
+            let (key, bytes) = item?;
+            families += table
+                .load_shard(&bytes)
+                .map_err(|e| corrupt("scoring_snapshot", &key, e))?;
+        }
+        table.set_built();
+        Ok(Some(families))
     }
 
     /// Reads every stored family into the scoring table (enabled first), on
@@ -2408,6 +2476,46 @@ mod tests {
             ]
         );
         assert_eq!(written[0].inputs.members[0].facts.phone, None);
+    }
+
+    #[test]
+    fn a_saved_scoring_table_is_loaded_once_and_only_while_nothing_was_applied() {
+        let directory = tempfile::tempdir().unwrap();
+        let expected = {
+            let store = Store::open(directory.path()).unwrap();
+            let commits: Vec<_> = (0..500)
+                .map(|n| counting_commit(&format!("fam-{n}"), 1))
+                .collect();
+            store.commit_families(&commits, counted(1, true)).unwrap();
+            store.set_applied_through(1).unwrap();
+            assert!(
+                !store.save_scoring_table().unwrap(),
+                "not enabled: nothing saved"
+            );
+            assert_eq!(store.build_scoring_table(2).unwrap(), 500);
+            assert!(store.save_scoring_table().unwrap());
+            table_projections(&store.enable_scoring_table())
+        };
+        {
+            let store = Store::open(directory.path()).unwrap();
+            assert_eq!(store.load_scoring_table().unwrap(), Some(500));
+            assert!(store.complete_scoring_table().is_some());
+            assert_eq!(table_projections(&store.enable_scoring_table()), expected);
+            // Taken: a crash after this start finds no saved table.
+            assert_eq!(store.load_scoring_table().unwrap(), None);
+        }
+        {
+            let store = Store::open(directory.path()).unwrap();
+            assert_eq!(store.load_scoring_table().unwrap(), None);
+            assert!(store.complete_scoring_table().is_none());
+            // Saved again, then something is applied before the next start
+            // (a bulk load, a build that did not save): the saved table is old.
+            assert_eq!(store.build_scoring_table(2).unwrap(), 500);
+            assert!(store.save_scoring_table().unwrap());
+            store.set_applied_through(2).unwrap();
+        }
+        let store = Store::open(directory.path()).unwrap();
+        assert_eq!(store.load_scoring_table().unwrap(), None);
     }
 
     #[test]
