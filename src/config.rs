@@ -105,6 +105,12 @@ struct RawStorage {
     cache_mb: usize,
     #[serde(default = "default_feed_ids_pack_at")]
     feed_ids_pack_at: usize,
+    #[serde(default = "default_scoring_table")]
+    scoring_table: bool,
+}
+
+fn default_scoring_table() -> bool {
+    true
 }
 
 fn default_feed_ids_pack_at() -> usize {
@@ -312,6 +318,10 @@ pub struct Config {
     /// Accepted ids waiting in memory (and in their log chunks) that start a
     /// packing pass ([`storage::feed_ids`]); the pass packs all that wait.
     pub feed_ids_pack_at: usize,
+    /// Keep every family's scoring projection in memory for what-ifs and
+    /// re-scores ([`storage::scoring_table`]); without it they read every
+    /// record.
+    pub scoring_table: bool,
     pub sms: GatewayConfig,
     pub bank: GatewayConfig,
     pub payer_fa: String,
@@ -587,6 +597,7 @@ impl Config {
             storage_path: raw.storage.path,
             cache_bytes: positive("storage.cache_mb", raw.storage.cache_mb)? * 1024 * 1024,
             feed_ids_pack_at: positive("storage.feed_ids_pack_at", raw.storage.feed_ids_pack_at)?,
+            scoring_table: raw.storage.scoring_table,
             sms: gateway(
                 "sms",
                 &raw.sms.url,

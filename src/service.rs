@@ -90,6 +90,9 @@ fn build_scoring_table(store: &Store) {
     let started = std::time::Instant::now();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     match store.build_scoring_table(threads) {
+        Ok(_) if store.complete_scoring_table().is_none() => {
+            tracing::info!("the service stops: building the scoring table was given up")
+        }
         Ok(families) => {
             let (_, bytes) = store.enable_scoring_table().size();
             tracing::info!(
@@ -176,15 +179,18 @@ pub async fn start_with_store(
             "a bulk load of this store began and did not finish; run the same `dfm load` again before serving"
         );
     }
-    store.enable_scoring_table();
     let started = std::time::Instant::now();
-    match store.load_scoring_table() {
-        Ok(Some(families)) => tracing::info!(
+    match config.scoring_table.then(|| {
+        store.enable_scoring_table().allow_build();
+        store.load_scoring_table()
+    }) {
+        None => {}
+        Some(Ok(Some(families))) => tracing::info!(
             families,
             seconds = started.elapsed().as_secs_f64(),
             "loaded the scoring table that the last clean stop saved"
         ),
-        loaded => {
+        Some(loaded) => {
             if let Err(error) = loaded {
                 tracing::warn!(%error, "the saved scoring table cannot be read; building it from the records");
             }
@@ -355,6 +361,11 @@ impl Running {
             server.stop(true).await;
         }
         let _ = self.shutdown.send(true);
+        // A build of the scoring table still reading records gives up, so that
+        // the store can be closed.
+        if let Some(table) = self.state.store.scoring_table() {
+            table.abandon_build();
+        }
         let drained = matches!(
             tokio::time::timeout(Duration::from_secs(60), self.dispatcher).await,
             Ok(Ok(()))

@@ -137,18 +137,14 @@ async fn metrics(
         &[],
         i64::try_from(state.store.unpacked_feed_ids()).unwrap_or(i64::MAX),
     );
-    let table = state.store.enable_scoring_table();
-    let (families, bytes) = table.size();
-    let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
-    state
-        .metrics
-        .set("dfm_scoring_table_families", &[], gauge(families));
-    state
-        .metrics
-        .set("dfm_scoring_table_bytes", &[], gauge(bytes));
-    state
-        .metrics
-        .set("dfm_scoring_table_built", &[], i64::from(table.is_built()));
+    if let Some(table) = state.store.scoring_table() {
+        let (families, bytes) = table.size();
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        let metrics = &state.metrics;
+        metrics.set("dfm_scoring_table_families", &[], gauge(families));
+        metrics.set("dfm_scoring_table_bytes", &[], gauge(bytes));
+        metrics.set("dfm_scoring_table_built", &[], i64::from(table.is_built()));
+    }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render()))
@@ -769,11 +765,12 @@ async fn quarantine(
 }
 
 /// Runs `work` over every family's scoring projection (its scoring inputs and
-/// stored outcome) in the scoring table, split across the cores, and merges the
-/// per-thread results, each begun with `start`; returns how many families it
-/// read. Families come in no particular order; each is read whole, but the scan
-/// is not a snapshot of the whole store. 503 while `serve` is still building the
-/// table after a start.
+/// stored outcome), split across the cores, and merges the per-thread results,
+/// each begun with `start`; returns how many families it read. Reads the
+/// scoring table (503 while `serve` is still building it after a start), or,
+/// with `storage.scoring_table = false`, every family record. Families come in
+/// no particular order; each is read whole, but the scan is not a snapshot of
+/// the whole store.
 pub fn scan_families<T, S, W, M>(
     store: &storage::Store,
     start: S,
@@ -786,15 +783,18 @@ where
     W: Fn(&mut T, &FamilyRecord, Option<&Outcome>) + Sync,
     M: FnMut(T),
 {
-    let Some(table) = store.complete_scoring_table() else {
-        let (families, _) = store.enable_scoring_table().size();
-        return Err(ApiError::Busy(format!(
-            "the scoring table is being built after the start ({families} families read so far, see the log); retry in a minute"
-        )));
-    };
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .max(1);
+    let Some(table) = store.scoring_table() else {
+        return scan_records(store, threads, start, work, merge);
+    };
+    if !table.is_built() {
+        let (families, _) = table.size();
+        return Err(ApiError::Busy(format!(
+            "the scoring table is being built after the start ({families} families read so far, see the log); retry in a minute"
+        )));
+    }
     let parts = table
         .scan(
             threads,
@@ -811,6 +811,73 @@ where
         merge(part);
     }
     Ok(scanned)
+}
+
+/// Records read per step of a scan without the scoring table.
+const SCAN_CHUNK: usize = 1_024;
+
+/// [`scan_families`] without the scoring table: this thread reads records in id
+/// order while the workers decode them and work on the ones before.
+fn scan_records<T, S, W, M>(
+    store: &storage::Store,
+    threads: usize,
+    start: S,
+    work: W,
+    mut merge: M,
+) -> Result<u64, ApiError>
+where
+    T: Send,
+    S: Fn() -> T + Sync,
+    W: Fn(&mut T, &FamilyRecord, Option<&Outcome>) + Sync,
+    M: FnMut(T),
+{
+    let (work, start) = (&work, &start);
+    let (sender, receiver) =
+        std::sync::mpsc::sync_channel::<Vec<storage::store::StoredValue>>(threads);
+    let receiver = std::sync::Mutex::new(receiver);
+    let receiver = &receiver;
+    let (read, parts) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(move || -> Result<T, ApiError> {
+                    let mut accumulator = start();
+                    loop {
+                        let next = receiver.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok(chunk) = next else { break };
+                        for value in &chunk {
+                            let record: FamilyRecord =
+                                storage::codec::decode(value).map_err(ApiError::internal)?;
+                            work(&mut accumulator, &record, record.stored_outcome().as_ref());
+                        }
+                    }
+                    Ok(accumulator)
+                })
+            })
+            .collect();
+        let read = (|| -> Result<u64, ApiError> {
+            let mut cursor: Option<String> = None;
+            let mut scanned = 0u64;
+            loop {
+                let (values, last) = store
+                    .family_values_after(cursor.as_deref(), SCAN_CHUNK)
+                    .map_err(ApiError::internal)?;
+                let Some(last) = last else { break };
+                cursor = Some(last);
+                scanned += values.len() as u64;
+                if sender.send(values).is_err() {
+                    break; // a worker failed: its error is reported below
+                }
+            }
+            Ok(scanned)
+        })();
+        drop(sender);
+        let parts: Vec<_> = workers.into_iter().map(|worker| worker.join()).collect();
+        (read, parts)
+    });
+    for part in parts {
+        merge(part.map_err(|_| ApiError::internal("a scan worker panicked"))??);
+    }
+    read
 }
 
 #[derive(Deserialize)]
@@ -1125,11 +1192,38 @@ mod tests {
         let store = storage::Store::open(&config.storage_path).unwrap();
         let (values, _) = store.family_values_after(None, 10_000).unwrap();
         assert_eq!(values.len(), 1_500);
-        // Scans wait (503) until the scoring table is built, as after a start.
+        // A what-if's answer, as JSON, from whatever the scan reads.
+        let current = Rules::load(&catalogue(), 2026).unwrap();
+        let large_family = patched(
+            "[[program]]\ncode = \"large_family\"\nmin_children = 3\namounts_mci = [\"12.00\", \"16.03\", \"20.04\", \"24.05\", \"28.06\"]\n",
+        );
+        let today = local_date(chrono::Utc::now());
+        let whatif = || {
+            let proposal = Proposal::new(&[&current], &large_family);
+            let mut total = WhatIfTally::new(&proposal);
+            scan_families(
+                &store,
+                || WhatIfTally::new(&proposal),
+                |tally: &mut WhatIfTally, record, stored| {
+                    tally.add(&proposal, record, stored, today)
+                },
+                |part| total.merge(part),
+            )
+            .map(|_| serde_json::to_value(total.report()).unwrap())
+        };
+        // Without the scoring table (`storage.scoring_table = false`), scans
+        // read the records.
         let scan = || scan_families(&store, || 0u64, |n: &mut u64, _, _| *n += 1, |_| {});
+        assert_eq!(scan().unwrap(), 1_500);
+        let from_records = whatif().unwrap();
+        // With it, scans wait (503) until it is built, as after a start, and
+        // then give the same answers.
+        store.enable_scoring_table();
         assert!(matches!(scan(), Err(ApiError::Busy(_))));
         assert_eq!(store.build_scoring_table(2).unwrap(), 1_500);
         assert_eq!(scan().unwrap(), 1_500);
+        assert_eq!(whatif().unwrap(), from_records);
+        assert!(from_records["programs"]["large_family"]["gain"].as_u64() > Some(0));
 
         let current = Rules::load(&catalogue(), 2026).unwrap();
         let proposals = [

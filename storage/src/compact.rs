@@ -3,8 +3,9 @@
 //! [`crate::scoring_table::ScoringTable`] that what-ifs and re-scores scan in
 //! memory.
 //!
-//! Never written to disk: the table is rebuilt from the store's `scoring` tree
-//! at every start, so this form can change with any release.
+//! Written to disk only when a clean stop saves the scoring table, stamped with
+//! [`FORMAT`]: a release that changes this form changes that number, and its
+//! first start rebuilds the table from the family records.
 //!
 //! [`Scratch::decode`] reads a family into buffers it keeps from one family to
 //! the next, so that scanning millions allocates nothing once it has seen a few
@@ -12,15 +13,15 @@
 //! ([`code_number`]): catalogues have a handful of codes, so the register stays
 //! a few hundred bytes.
 //!
-//! Layout (integers as LEB128 varints unless said otherwise):
+//! Layout (integers as LEB128 varints unless said otherwise; counts too):
 //! ```text
-//! family  = flags:u8 [region:u8] [tenure:u8 area utilities:u8] members:u8 member* [outcome]
+//! family  = flags:u8 [region:u8] [tenure:u8 area utilities:u8] members member* [outcome]
 //! member  = bits:u8 more:u8 iin [birth] [died] [employment] [disability] [education] incomes
-//! iin     = the 12 digits as a number
-//! birth, died, until = days from the common era
+//! iin     = the 12 digits as a number; birth only when not the IIN's own date
+//! birth, died, until = days from the common era (zigzag)
 //! employment = status:u8 previous:u8 (0 none, 1 + status) seconds(zigzag) nanos
-//! incomes = months:u8 (month-number sources:u8 amount-per-source)*
-//! outcome = level:u8 programs:u8 (code-number flags:u8 [award] more:u8 award*)*
+//! incomes = months (month-step sources:u8 amount-step(zigzag)*)*   steps from the month before
+//! outcome = level:u8 decisions (flags:u8 [code-number] [award] [more award*])*
 //! award   = iin amount [occasion month-number] [last month-number] (presence in flags)
 //! ```
 
@@ -37,6 +38,9 @@ use crate::record::{
     Education, Employment, EmploymentStatus, Enrollment, FamilyRecord, Housing, IncomeSource,
     Level, Member, Registration, Role, Tenure, Utility,
 };
+
+/// The version of this form; see the module docs.
+pub const FORMAT: u8 = 1;
 
 /// Why compact bytes cannot be read: they were not made by [`encode`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -271,14 +275,13 @@ fn encode_parts<'d>(
         put(out, u64::from(housing.area_decimetres));
         out.push(mask(&UTILITIES, housing.utilities.iter().copied()));
     }
-    out.push(u8::try_from(record.members.len()).unwrap_or(u8::MAX));
-    for member in record.members.iter().take(usize::from(u8::MAX)) {
+    put(out, record.members.len() as u64);
+    for member in &record.members {
         encode_member(member, out);
     }
     if let Some((level, decisions)) = outcome {
         out.push(level as u8);
-        let decisions = decisions.take(usize::from(u8::MAX));
-        out.push(decisions.len() as u8);
+        put(out, decisions.len() as u64);
         // Codes are mostly numbered in catalogue order: a flag says "the
         // number after the last one".
         let mut last_code = None;
@@ -286,12 +289,11 @@ fn encode_parts<'d>(
             let number = code_number(code);
             let next = last_code.is_some_and(|last: u32| last.checked_add(1) == Some(number));
             last_code = Some(number);
-            let more = more_awards.iter().take(usize::from(u8::MAX));
             out.push(
                 u8::from(eligible)
                     | u8::from(award.is_some()) << 1
                     | award.map_or(0, award_flags) << 2
-                    | u8::from(more.len() > 0) << 5
+                    | u8::from(!more_awards.is_empty()) << 5
                     | u8::from(next) << 6,
             );
             if !next {
@@ -300,9 +302,9 @@ fn encode_parts<'d>(
             if let Some(award) = award {
                 put_award(out, award);
             }
-            if more.len() > 0 {
-                out.push(more.len() as u8);
-                for extra in more {
+            if !more_awards.is_empty() {
+                put(out, more_awards.len() as u64);
+                for extra in more_awards {
                     out.push(award_flags(extra));
                     put_award(out, extra);
                 }
@@ -367,10 +369,9 @@ fn encode_member(member: &Member, out: &mut Vec<u8>) {
     }
     // Months after the first as the step from the one before; amounts as the
     // change from the source's amount the month before (mostly none).
-    let months = facts.incomes.iter().take(usize::from(u8::MAX));
-    out.push(months.len() as u8);
+    put(out, facts.incomes.len() as u64);
     let (mut previous_month, mut previous) = (0, [0u64; 5]);
-    for (month, by_source) in months {
+    for (month, by_source) in &facts.incomes {
         put(out, month_number(*month) - previous_month);
         previous_month = month_number(*month);
         out.push(mask(&SOURCES, by_source.keys().copied()));
@@ -415,6 +416,15 @@ impl Reader<'_> {
             }
         }
         Err(CompactError("a number is too long"))
+    }
+
+    /// How many items follow: each takes at least a byte, so never more than
+    /// the bytes left (damaged bytes cannot make a reader allocate wildly).
+    fn count(&mut self) -> Result<usize, CompactError> {
+        usize::try_from(self.number()?)
+            .ok()
+            .filter(|count| *count <= self.bytes.len())
+            .ok_or(CompactError("a count"))
     }
 
     fn signed(&mut self) -> Result<i64, CompactError> {
@@ -550,7 +560,7 @@ impl Scratch {
             record.housing = None;
         }
         record.social_contract = flags & 8 != 0;
-        let members = usize::from(reader.byte()?);
+        let members = reader.count()?;
         while record.members.len() > members {
             self.spare.extend(record.members.pop());
         }
@@ -567,7 +577,7 @@ impl Scratch {
         self.has_outcome = flags & 16 != 0;
         if self.has_outcome {
             self.outcome.level = nth(&Level::ALL, reader.byte()?, "a level")?;
-            let programs = usize::from(reader.byte()?);
+            let programs = reader.count()?;
             let decisions = &mut self.outcome.programs;
             while decisions.len() > programs {
                 self.spare_decisions.extend(decisions.pop());
@@ -613,11 +623,7 @@ impl Scratch {
                 } else {
                     None
                 };
-                let more = if flags & 32 != 0 {
-                    usize::from(reader.byte()?)
-                } else {
-                    0
-                };
+                let more = if flags & 32 != 0 { reader.count()? } else { 0 };
                 decision.more_awards.clear();
                 for _ in 0..more {
                     let flags = reader.byte()?;
@@ -746,7 +752,7 @@ fn decode_incomes(
 ) -> Result<(), CompactError> {
     rows.clear();
     let (mut month_number, mut previous) = (0u64, [0u64; 5]);
-    for _ in 0..reader.byte()? {
+    for _ in 0..reader.count()? {
         month_number = month_number
             .checked_add(reader.number()?)
             .ok_or(CompactError("a month"))?;

@@ -61,19 +61,24 @@ impl FamilyRecord {
                 social_contract: self.social_contract,
                 ..FamilyRecord::new(self.family_id.clone())
             },
-            outcome: self.evaluation.as_ref().map(|evaluation| Outcome {
-                level: evaluation.level,
-                programs: evaluation
-                    .programs
-                    .iter()
-                    .map(|decision| DecisionSummary {
-                        code: decision.code.clone(),
-                        eligible: decision.eligible,
-                        award: decision.award.clone(),
-                        more_awards: decision.more_awards.clone(),
-                    })
-                    .collect(),
-            }),
+            outcome: self.stored_outcome(),
         }
+    }
+
+    /// This record's stored outcome, without the words.
+    pub fn stored_outcome(&self) -> Option<Outcome> {
+        self.evaluation.as_ref().map(|evaluation| Outcome {
+            level: evaluation.level,
+            programs: evaluation
+                .programs
+                .iter()
+                .map(|decision| DecisionSummary {
+                    code: decision.code.clone(),
+                    eligible: decision.eligible,
+                    award: decision.award.clone(),
+                    more_awards: decision.more_awards.clone(),
+                })
+                .collect(),
+        })
     }
 }

@@ -191,6 +191,8 @@ impl Shard {
 pub struct ScoringTable {
     shards: Vec<RwLock<Shard>>,
     built: AtomicBool,
+    /// Set when the service stops: a build in progress gives up.
+    abandoned: AtomicBool,
 }
 
 impl Default for ScoringTable {
@@ -198,6 +200,7 @@ impl Default for ScoringTable {
         ScoringTable {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             built: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
         }
     }
 }
@@ -237,8 +240,21 @@ impl ScoringTable {
         self.built.store(true, Ordering::SeqCst);
     }
 
-    /// Whether the table holds every projection of the store: until then,
-    /// scans read the store.
+    /// Tells a build in progress to give up (the service stops).
+    pub fn abandon_build(&self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets a build run again (the service starts).
+    pub fn allow_build(&self) {
+        self.abandoned.store(false, Ordering::SeqCst);
+    }
+
+    pub fn build_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::SeqCst)
+    }
+
+    /// Whether the table holds every projection of the store.
     pub fn is_built(&self) -> bool {
         self.built.load(Ordering::SeqCst)
     }

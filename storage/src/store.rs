@@ -252,7 +252,7 @@ const META_RULES_IN_FORCE: &[u8] = b"rules_in_force";
 /// the table, so that a crash after that start rebuilds it from the records.
 const META_SCORING_SNAPSHOT: &[u8] = b"scoring_snapshot";
 /// The format of a saved scoring table; another is rebuilt from the records.
-const SCORING_SNAPSHOT_FORMAT: u8 = 1;
+const SCORING_SNAPSHOT_FORMAT: u8 = crate::compact::FORMAT;
 const SNAPSHOT_CODES: &[u8] = b"codes";
 /// Present while a bulk load runs, and after one that did not finish.
 const META_LOAD_RUNNING: &[u8] = b"load_running";
@@ -1183,6 +1183,11 @@ impl Store {
         self.scoring_table.get_or_init(Default::default).clone()
     }
 
+    /// The scoring table, if it is enabled (built or not).
+    pub fn scoring_table(&self) -> Option<&Arc<ScoringTable>> {
+        self.scoring_table.get()
+    }
+
     /// The scoring table, when it holds every family: enabled and built.
     pub fn complete_scoring_table(&self) -> Option<&ScoringTable> {
         self.scoring_table
@@ -1250,7 +1255,8 @@ impl Store {
 
     /// Reads every stored family into the scoring table (enabled first), on
     /// `threads` threads beside the one that reads the store; returns how many
-    /// it read. A family written meanwhile keeps its newer form.
+    /// it read. A family written meanwhile keeps its newer form. Gives up,
+    /// leaving the table unbuilt, when [`ScoringTable::abandon_build`] is called.
     pub fn build_scoring_table(&self, threads: usize) -> Result<u64> {
         let table = self.enable_scoring_table();
         let threads = threads.max(1);
@@ -1281,6 +1287,9 @@ impl Store {
                 let mut cursor: Option<String> = None;
                 let mut read = 0u64;
                 loop {
+                    if table.build_abandoned() {
+                        break;
+                    }
                     let (values, last) =
                         values_after(&self.trees.families, cursor.as_deref(), 1_024)?;
                     let Some(last) = last else { break };
@@ -1305,7 +1314,9 @@ impl Store {
         });
         decoded?;
         let read = read?;
-        table.set_built();
+        if !table.build_abandoned() {
+            table.set_built();
+        }
         Ok(read)
     }
 
@@ -2516,6 +2527,19 @@ mod tests {
         }
         let store = Store::open(directory.path()).unwrap();
         assert_eq!(store.load_scoring_table().unwrap(), None);
+    }
+
+    #[test]
+    fn an_abandoned_build_leaves_the_table_unbuilt_until_allowed_again() {
+        let store = Store::open_temporary().unwrap();
+        store.commit_family(&counting_commit("fam-1", 1)).unwrap();
+        let table = store.enable_scoring_table();
+        table.abandon_build();
+        store.build_scoring_table(2).unwrap();
+        assert!(store.complete_scoring_table().is_none());
+        table.allow_build();
+        assert_eq!(store.build_scoring_table(2).unwrap(), 1);
+        assert!(store.complete_scoring_table().is_some());
     }
 
     #[test]
