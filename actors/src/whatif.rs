@@ -5,8 +5,10 @@
 //! re-decides only what differs: the level only when the scoring or a constant
 //! it reads changes, and only the programs whose rule or a constant changes. The
 //! rest comes from the family's stored outcome. Callers feed it each family's
-//! [`storage::record::ScoringProjection`] (its scoring inputs and outcome,
-//! without the words), and merge the tallies of their threads. Nothing is written.
+//! scoring inputs and stored outcome ([`storage::projection::ScoringProjection`],
+//! as the scoring table reads them), and merge the tallies of their threads.
+//! Decisions are made without words ([`crate::eligibility`]'s `Words::Skipped`).
+//! Nothing is written.
 
 use std::collections::BTreeMap;
 

@@ -1,14 +1,16 @@
 //! Every family's scoring projection in memory, in its compact form
 //! ([`crate::compact`]): what a what-if and a re-score scan read, at memory
-//! speed, instead of reading and decoding the store's `scoring` tree.
+//! speed, instead of reading and decoding every family record.
 //!
-//! The table is a cache of that tree, never the truth: `serve` builds it at
-//! start in the background ([`crate::Store::enable_scoring_table`]), and every
-//! write of a projection puts the family's compact form here after the tree
-//! ([`ScoringTable::put`]). The build only adds families the table does not
-//! have yet ([`ScoringTable::put_if_absent`]): whichever way a commit and the
-//! build interleave, a family ends with its newest form. Families are never
-//! removed from the store, so the table never removes one either.
+//! The table is a cache of the family records, never the truth: `serve` fills
+//! it at start ([`crate::Store::load_scoring_table`] from what a clean stop
+//! saved, else [`crate::Store::build_scoring_table`] from every record, in the
+//! background), and every family write puts the family's compact form here
+//! after its record ([`ScoringTable::put`]). The build only adds families the
+//! table does not have yet ([`ScoringTable::put_if_absent`]): whichever way a
+//! commit and the build interleave, a family ends with its newest form.
+//! Families are never removed from the store, so the table never removes one
+//! either.
 //!
 //! Families are spread over shards by a hash of their id. A shard keeps its
 //! entries one after the other in one buffer (`live:u8 id_len:u8 len:varint id
