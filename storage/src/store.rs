@@ -85,6 +85,15 @@ pub enum StoreError {
         key: String,
         reason: String,
     },
+    #[error("{path}: {error}")]
+    File { path: String, error: std::io::Error },
+}
+
+fn file_error(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |error| StoreError::File {
+        path: path.display().to_string(),
+        error,
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -218,7 +227,7 @@ impl FamilyCommit {
     }
 }
 
-const TREE_NAMES: [&str; 15] = [
+const TREE_NAMES: [&str; 14] = [
     "feed",
     "families",
     "orphans",
@@ -233,13 +242,13 @@ const TREE_NAMES: [&str; 15] = [
     "audit",
     "quarantine",
     "feed_ids",
-    "scoring_snapshot",
 ];
 
 /// Trees that stores of earlier versions kept and this one drops on opening:
 /// `scoring` held each family's scoring projection, which the in-memory
-/// scoring table replaced.
-const TREES_DROPPED: [&str; 1] = ["scoring"];
+/// scoring table replaced; `scoring_snapshot` held a saved table before it
+/// became a file.
+const TREES_DROPPED: [&str; 2] = ["scoring", "scoring_snapshot"];
 /// The marker of a complete `scoring` tree.
 const META_DROPPED: [&[u8]; 1] = [b"scoring_complete"];
 
@@ -253,7 +262,13 @@ const META_RULES_IN_FORCE: &[u8] = b"rules_in_force";
 const META_SCORING_SNAPSHOT: &[u8] = b"scoring_snapshot";
 /// The format of a saved scoring table; another is rebuilt from the records.
 const SCORING_SNAPSHOT_FORMAT: u8 = crate::compact::FORMAT;
-const SNAPSHOT_CODES: &[u8] = b"codes";
+/// The file, in the store's directory, that holds a saved scoring table:
+/// [`SNAPSHOT_MAGIC`], the format, the code register (count, then each code's
+/// length and bytes), then each shard's length and entries. A file, not a sled
+/// tree: read through sled, the 700 MB of a national table left about 300 MB
+/// more in the process than reading every record did.
+const SNAPSHOT_FILE: &str = "dfm-scoring-table";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"DFMSCORE";
 /// Present while a bulk load runs, and after one that did not finish.
 const META_LOAD_RUNNING: &[u8] = b"load_running";
 /// Every feed entry at or below this has its id in `feed_ids` ([`Store::pack_feed_ids`]).
@@ -439,8 +454,6 @@ struct Trees {
     quarantine: sled::Tree,
     /// The ids of `feed`, packed into buckets ([`crate::feed_ids`]).
     feed_ids: sled::Tree,
-    /// The scoring table as a clean stop saved it: its codes, then each shard.
-    scoring_snapshot: sled::Tree,
 }
 
 /// The result of appending a batch of feed events.
@@ -480,6 +493,9 @@ pub struct Store {
     /// Every family's compact scoring form in memory, once `serve` asks for it
     /// ([`Store::enable_scoring_table`]).
     scoring_table: OnceLock<Arc<ScoringTable>>,
+    /// Where a clean stop saves the scoring table ([`SNAPSHOT_FILE`]); none
+    /// for a temporary store.
+    snapshot_file: Option<std::path::PathBuf>,
 }
 
 /// The feed's ids whose entries are in the log and not yet packed into
@@ -669,7 +685,11 @@ impl Store {
                 {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                opened => return Store::from_db(opened?),
+                opened => {
+                    let mut store = Store::from_db(opened?)?;
+                    store.snapshot_file = Some(path.join(SNAPSHOT_FILE));
+                    return Ok(store);
+                }
             }
         }
     }
@@ -696,7 +716,6 @@ impl Store {
             audit: open(TREE_NAMES[11])?,
             quarantine: open(TREE_NAMES[12])?,
             feed_ids: open(TREE_NAMES[13])?,
-            scoring_snapshot: open(TREE_NAMES[14])?,
         };
         for name in TREES_DROPPED {
             if db
@@ -749,6 +768,7 @@ impl Store {
             legacy_ids: legacy_ids.into(),
             pack_lock: Mutex::new(()),
             scoring_table: OnceLock::new(),
+            snapshot_file: None,
         })
     }
 
@@ -1197,24 +1217,46 @@ impl Store {
     }
 
     /// Saves the scoring table, if it is built, for the next start; returns
-    /// whether it did. For a clean stop, once nothing writes families.
+    /// whether it did. For a clean stop, once nothing writes families. The
+    /// file is written aside and renamed; the mark in `meta` comes last.
     pub fn save_scoring_table(&self) -> Result<bool> {
-        let Some(table) = self.complete_scoring_table() else {
+        let (Some(table), Some(path)) = (self.complete_scoring_table(), &self.snapshot_file) else {
             return Ok(false);
         };
-        let t = &self.trees;
-        t.meta.remove(META_SCORING_SNAPSHOT)?;
-        t.scoring_snapshot.clear()?;
-        t.scoring_snapshot
-            .insert(SNAPSHOT_CODES, encode(&crate::compact::registered_codes()))?;
-        for index in 0..crate::scoring_table::SHARDS {
-            let key = [b"s".as_slice(), &(index as u16).to_be_bytes()].concat();
-            t.scoring_snapshot.insert(key, table.shard_bytes(index))?;
-        }
+        use std::io::Write;
+        self.trees.meta.remove(META_SCORING_SNAPSHOT)?;
         self.flush()?;
+        let aside = path.with_extension("new");
+        let error = file_error(&aside);
+        let file = std::fs::File::create(&aside).map_err(&error)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        out.write_all(SNAPSHOT_MAGIC).map_err(&error)?;
+        out.write_all(&[SCORING_SNAPSHOT_FORMAT]).map_err(&error)?;
+        let codes = crate::compact::registered_codes();
+        out.write_all(&(codes.len() as u32).to_be_bytes())
+            .map_err(&error)?;
+        for code in &codes {
+            out.write_all(&(code.len() as u32).to_be_bytes())
+                .map_err(&error)?;
+            out.write_all(code.as_bytes()).map_err(&error)?;
+        }
+        for index in 0..crate::scoring_table::SHARDS {
+            let bytes = table.shard_bytes(index);
+            out.write_all(&(bytes.len() as u64).to_be_bytes())
+                .map_err(&error)?;
+            out.write_all(&bytes).map_err(&error)?;
+        }
+        let file = out.into_inner().map_err(|e| error(e.into_error()))?;
+        file.sync_all().map_err(&error)?;
+        std::fs::rename(&aside, path).map_err(file_error(path))?;
+        if let Some(directory) = path.parent() {
+            std::fs::File::open(directory)
+                .and_then(|directory| directory.sync_all())
+                .map_err(file_error(directory))?;
+        }
         let mut stamp = vec![SCORING_SNAPSHOT_FORMAT];
         stamp.extend_from_slice(&self.applied_through()?.to_be_bytes());
-        t.meta.insert(META_SCORING_SNAPSHOT, stamp)?;
+        self.trees.meta.insert(META_SCORING_SNAPSHOT, stamp)?;
         self.flush()?;
         Ok(true)
     }
@@ -1224,8 +1266,10 @@ impl Store {
     /// `None` when the table must be built from the records instead. Takes the
     /// saved table's mark first: a crash after this start rebuilds.
     pub fn load_scoring_table(&self) -> Result<Option<u64>> {
-        let t = &self.trees;
-        let Some(stamp) = t.meta.remove(META_SCORING_SNAPSHOT)? else {
+        let Some(path) = &self.snapshot_file else {
+            return Ok(None);
+        };
+        let Some(stamp) = self.trees.meta.remove(META_SCORING_SNAPSHOT)? else {
             return Ok(None);
         };
         self.flush()?;
@@ -1234,20 +1278,45 @@ impl Store {
         if *stamp != *expected {
             return Ok(None);
         }
-        let codes: Vec<String> = match t.scoring_snapshot.get(SNAPSHOT_CODES)? {
-            Some(value) => decode_in("scoring_snapshot", SNAPSHOT_CODES, &value)?,
-            None => return Ok(None),
-        };
+        use std::io::Read;
+        let error = file_error(path);
+        let file = std::fs::File::open(path).map_err(&error)?;
+        let mut input = std::io::BufReader::with_capacity(1 << 20, file);
+        let mut head = [0u8; 9];
+        input.read_exact(&mut head).map_err(&error)?;
+        if head[..8] != SNAPSHOT_MAGIC[..] || head[8] != SCORING_SNAPSHOT_FORMAT {
+            return Ok(None);
+        }
+        let mut number = [0u8; 4];
+        input.read_exact(&mut number).map_err(&error)?;
+        let mut codes = Vec::new();
+        for _ in 0..u32::from_be_bytes(number) {
+            input.read_exact(&mut number).map_err(&error)?;
+            let mut code = vec![0u8; u32::from_be_bytes(number).min(1 << 10) as usize];
+            input.read_exact(&mut code).map_err(&error)?;
+            codes.push(String::from_utf8_lossy(&code).into_owned());
+        }
         if !crate::compact::register_in_order(&codes) {
             return Ok(None);
         }
         let table = self.enable_scoring_table();
-        let mut families = 0;
-        for item in t.scoring_snapshot.scan_prefix(b"s") {
-            let (key, bytes) = item?;
+        let (mut families, mut bytes, mut length) = (0, Vec::new(), [0u8; 8]);
+        for index in 0..crate::scoring_table::SHARDS {
+            input.read_exact(&mut length).map_err(&error)?;
+            let length = u64::from_be_bytes(length);
+            bytes.clear();
+            // Read through `take`: a damaged length reads to the end of the
+            // file, never allocates what it says.
+            (&mut input)
+                .take(length)
+                .read_to_end(&mut bytes)
+                .map_err(&error)?;
+            if bytes.len() as u64 != length {
+                return Err(error(std::io::ErrorKind::UnexpectedEof.into()));
+            }
             families += table
                 .load_shard(&bytes)
-                .map_err(|e| corrupt("scoring_snapshot", &key, e))?;
+                .map_err(|e| corrupt("scoring table file", &(index as u32).to_be_bytes(), e))?;
         }
         table.set_built();
         Ok(Some(families))
@@ -2525,8 +2594,24 @@ mod tests {
             assert!(store.save_scoring_table().unwrap());
             store.set_applied_through(2).unwrap();
         }
+        {
+            let store = Store::open(directory.path()).unwrap();
+            assert_eq!(store.load_scoring_table().unwrap(), None);
+            assert_eq!(store.build_scoring_table(2).unwrap(), 500);
+            assert!(store.save_scoring_table().unwrap());
+        }
+        // A file cut short is an error (the service then builds from the records).
+        let file = directory.path().join(SNAPSHOT_FILE);
+        let length = std::fs::metadata(&file).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_len(length - 10)
+            .unwrap();
         let store = Store::open(directory.path()).unwrap();
-        assert_eq!(store.load_scoring_table().unwrap(), None);
+        assert!(store.load_scoring_table().is_err());
+        assert!(store.complete_scoring_table().is_none());
     }
 
     #[test]
