@@ -83,18 +83,36 @@ pub struct Running {
     arbiters: Vec<Arbiter>,
 }
 
-/// Reads every stored family into the in-memory scoring table
-/// ([`storage::scoring_table`]), which what-ifs and re-scores scan; until it is
-/// built they answer 503.
-fn build_scoring_table(store: &Store) {
+/// Fills the in-memory scoring table ([`storage::scoring_table`]), which
+/// what-ifs and re-scores scan (503 until it is built): from the table the last
+/// clean stop saved, or else from every stored family.
+fn fill_scoring_table(store: &Store, saved: Option<storage::store::SavedTable>) {
     let started = std::time::Instant::now();
+    let table = store.enable_scoring_table();
+    if let Some(saved) = saved {
+        match saved.load_into(&table) {
+            Ok(families) => {
+                table.set_built();
+                tracing::info!(
+                    families,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "loaded the scoring table that the last clean stop saved"
+                );
+                return;
+            }
+            Err(error) => tracing::warn!(
+                %error,
+                "the saved scoring table cannot be read; building it from the records"
+            ),
+        }
+    }
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     match store.build_scoring_table(threads) {
         Ok(_) if store.complete_scoring_table().is_none() => {
             tracing::info!("the service stops: building the scoring table was given up")
         }
         Ok(families) => {
-            let (_, bytes) = store.enable_scoring_table().size();
+            let (_, bytes) = table.size();
             tracing::info!(
                 families,
                 megabytes = bytes / 1_000_000,
@@ -179,27 +197,20 @@ pub async fn start_with_store(
             "a bulk load of this store began and did not finish; run the same `dfm load` again before serving"
         );
     }
-    let started = std::time::Instant::now();
-    match config.scoring_table.then(|| {
+    if config.scoring_table {
         store.enable_scoring_table().allow_build();
-        store.load_scoring_table()
-    }) {
-        None => {}
-        Some(Ok(Some(families))) => tracing::info!(
-            families,
-            seconds = started.elapsed().as_secs_f64(),
-            "loaded the scoring table that the last clean stop saved"
-        ),
-        Some(loaded) => {
-            if let Err(error) = loaded {
-                tracing::warn!(%error, "the saved scoring table cannot be read; building it from the records");
-            }
-            let store = store.clone();
-            std::thread::Builder::new()
-                .name("dfm-scoring-table".to_owned())
-                .spawn(move || build_scoring_table(&store))
-                .context("cannot start building the scoring table")?;
-        }
+        // The saved table's mark is taken now, before anything is applied; its
+        // families are read in the background like a build, and families
+        // written meanwhile keep their newer form.
+        let saved = store.take_saved_scoring_table().unwrap_or_else(|error| {
+            tracing::warn!(%error, "the saved scoring table cannot be read; building it from the records");
+            None
+        });
+        let store = store.clone();
+        std::thread::Builder::new()
+            .name("dfm-scoring-table".to_owned())
+            .spawn(move || fill_scoring_table(&store, saved))
+            .context("cannot start filling the scoring table")?;
     }
     let agency_backlog = http::public::AgencyBacklog::from_log(&store, store.applied_through()?)
         .context("counting each agency's unapplied events in the log")?;

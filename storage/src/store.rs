@@ -198,6 +198,41 @@ impl EncodedFamily {
     }
 }
 
+/// A saved scoring table whose header and codes are read
+/// ([`Store::take_saved_scoring_table`]); its families are next.
+pub struct SavedTable {
+    input: std::io::BufReader<std::fs::File>,
+    path: std::path::PathBuf,
+}
+
+impl SavedTable {
+    /// Adds the saved families to `table`, unless it has them (a family
+    /// written since is newer); returns how many it read.
+    pub fn load_into(mut self, table: &ScoringTable) -> Result<u64> {
+        use std::io::Read;
+        let error = file_error(&self.path);
+        let (mut families, mut bytes, mut length) = (0, Vec::new(), [0u8; 8]);
+        for index in 0..crate::scoring_table::SHARDS {
+            self.input.read_exact(&mut length).map_err(&error)?;
+            let length = u64::from_be_bytes(length);
+            bytes.clear();
+            // Read through `take`: a damaged length reads to the end of the
+            // file, never allocates what it says.
+            (&mut self.input)
+                .take(length)
+                .read_to_end(&mut bytes)
+                .map_err(&error)?;
+            if bytes.len() as u64 != length {
+                return Err(error(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            families += table
+                .load_shard(&bytes)
+                .map_err(|e| corrupt("scoring table file", &(index as u32).to_be_bytes(), e))?;
+        }
+        Ok(families)
+    }
+}
+
 /// Everything one family actor writes after handling its messages. The record and
 /// its side tables are written in an order that replay repairs (module docs).
 #[derive(Debug, Default)]
@@ -1261,11 +1296,25 @@ impl Store {
         Ok(true)
     }
 
-    /// Loads the scoring table a clean stop saved, when nothing was applied
-    /// since and its format is this one's; returns how many families it read,
-    /// `None` when the table must be built from the records instead. Takes the
-    /// saved table's mark first: a crash after this start rebuilds.
+    /// Loads the scoring table a clean stop saved ([`Store::take_saved_scoring_table`],
+    /// then [`SavedTable::load_into`]) and marks it built; returns how many
+    /// families it read, `None` when the table must be built from the records.
     pub fn load_scoring_table(&self) -> Result<Option<u64>> {
+        let Some(saved) = self.take_saved_scoring_table()? else {
+            return Ok(None);
+        };
+        let table = self.enable_scoring_table();
+        let families = saved.load_into(&table)?;
+        table.set_built();
+        Ok(Some(families))
+    }
+
+    /// The scoring table a clean stop saved, when nothing was applied since
+    /// and its format is this one's: its mark taken (a crash after this start
+    /// rebuilds from the records), its header and codes read. `None` when the
+    /// table must be built from the records instead. Its families are read
+    /// later, while the service runs ([`SavedTable::load_into`]).
+    pub fn take_saved_scoring_table(&self) -> Result<Option<SavedTable>> {
         let Some(path) = &self.snapshot_file else {
             return Ok(None);
         };
@@ -1299,27 +1348,10 @@ impl Store {
         if !crate::compact::register_in_order(&codes) {
             return Ok(None);
         }
-        let table = self.enable_scoring_table();
-        let (mut families, mut bytes, mut length) = (0, Vec::new(), [0u8; 8]);
-        for index in 0..crate::scoring_table::SHARDS {
-            input.read_exact(&mut length).map_err(&error)?;
-            let length = u64::from_be_bytes(length);
-            bytes.clear();
-            // Read through `take`: a damaged length reads to the end of the
-            // file, never allocates what it says.
-            (&mut input)
-                .take(length)
-                .read_to_end(&mut bytes)
-                .map_err(&error)?;
-            if bytes.len() as u64 != length {
-                return Err(error(std::io::ErrorKind::UnexpectedEof.into()));
-            }
-            families += table
-                .load_shard(&bytes)
-                .map_err(|e| corrupt("scoring table file", &(index as u32).to_be_bytes(), e))?;
-        }
-        table.set_built();
-        Ok(Some(families))
+        Ok(Some(SavedTable {
+            input,
+            path: path.clone(),
+        }))
     }
 
     /// Reads every stored family into the scoring table (enabled first), on
@@ -2598,6 +2630,34 @@ mod tests {
             let store = Store::open(directory.path()).unwrap();
             assert_eq!(store.load_scoring_table().unwrap(), None);
             assert_eq!(store.build_scoring_table(2).unwrap(), 500);
+            assert!(store.save_scoring_table().unwrap());
+        }
+        {
+            // Taken at start, read while the service already writes: a family
+            // written in between keeps its newer form.
+            let store = Store::open(directory.path()).unwrap();
+            let saved = store.take_saved_scoring_table().unwrap().unwrap();
+            let table = store.enable_scoring_table();
+            let mut newer = FamilyRecord {
+                social_contract: true,
+                ..record("fam-3")
+            };
+            newer.applied_seq = 9;
+            store
+                .commit_family(&FamilyCommit {
+                    record: Some(EncodedFamily::of(&newer)),
+                    ..FamilyCommit::default()
+                })
+                .unwrap();
+            assert_eq!(saved.load_into(&table).unwrap(), 500);
+            table.set_built();
+            let projections = table_projections(&table);
+            assert_eq!(projections.len(), 500);
+            let third = projections
+                .iter()
+                .find(|p| p.inputs.family_id.as_str() == "fam-3")
+                .unwrap();
+            assert!(third.inputs.social_contract, "the newer form stays");
             assert!(store.save_scoring_table().unwrap());
         }
         // A file cut short is an error (the service then builds from the records).
