@@ -787,7 +787,18 @@ where
         .map_or(2, |n| n.get())
         .max(1);
     let Some(table) = store.scoring_table() else {
-        return scan_records(store, threads, start, work, merge);
+        let (read, parts) = store
+            .scan_records(
+                threads,
+                || false,
+                start,
+                |accumulator, record| {
+                    work(accumulator, &record, record.stored_outcome().as_ref());
+                },
+            )
+            .map_err(ApiError::internal)?;
+        parts.into_iter().for_each(merge);
+        return Ok(read);
     };
     if !table.is_built() {
         let (families, _) = table.size();
@@ -811,73 +822,6 @@ where
         merge(part);
     }
     Ok(scanned)
-}
-
-/// Records read per step of a scan without the scoring table.
-const SCAN_CHUNK: usize = 1_024;
-
-/// [`scan_families`] without the scoring table: this thread reads records in id
-/// order while the workers decode them and work on the ones before.
-fn scan_records<T, S, W, M>(
-    store: &storage::Store,
-    threads: usize,
-    start: S,
-    work: W,
-    mut merge: M,
-) -> Result<u64, ApiError>
-where
-    T: Send,
-    S: Fn() -> T + Sync,
-    W: Fn(&mut T, &FamilyRecord, Option<&Outcome>) + Sync,
-    M: FnMut(T),
-{
-    let (work, start) = (&work, &start);
-    let (sender, receiver) =
-        std::sync::mpsc::sync_channel::<Vec<storage::store::StoredValue>>(threads);
-    let receiver = std::sync::Mutex::new(receiver);
-    let receiver = &receiver;
-    let (read, parts) = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(move || -> Result<T, ApiError> {
-                    let mut accumulator = start();
-                    loop {
-                        let next = receiver.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        let Ok(chunk) = next else { break };
-                        for value in &chunk {
-                            let record: FamilyRecord =
-                                storage::codec::decode(value).map_err(ApiError::internal)?;
-                            work(&mut accumulator, &record, record.stored_outcome().as_ref());
-                        }
-                    }
-                    Ok(accumulator)
-                })
-            })
-            .collect();
-        let read = (|| -> Result<u64, ApiError> {
-            let mut cursor: Option<String> = None;
-            let mut scanned = 0u64;
-            loop {
-                let (values, last) = store
-                    .family_values_after(cursor.as_deref(), SCAN_CHUNK)
-                    .map_err(ApiError::internal)?;
-                let Some(last) = last else { break };
-                cursor = Some(last);
-                scanned += values.len() as u64;
-                if sender.send(values).is_err() {
-                    break; // a worker failed: its error is reported below
-                }
-            }
-            Ok(scanned)
-        })();
-        drop(sender);
-        let parts: Vec<_> = workers.into_iter().map(|worker| worker.join()).collect();
-        (read, parts)
-    });
-    for part in parts {
-        merge(part.map_err(|_| ApiError::internal("a scan worker panicked"))??);
-    }
-    read
 }
 
 #[derive(Deserialize)]

@@ -1360,37 +1360,62 @@ impl Store {
     /// leaving the table unbuilt, when [`ScoringTable::abandon_build`] is called.
     pub fn build_scoring_table(&self, threads: usize) -> Result<u64> {
         let table = self.enable_scoring_table();
+        let (read, _) = self.scan_records(
+            threads,
+            || table.build_abandoned(),
+            Vec::new,
+            |compact: &mut Vec<u8>, record| {
+                compact.clear();
+                crate::compact::encode(&record, compact);
+                table.put_if_absent(record.family_id.as_str().as_bytes(), compact);
+            },
+        )?;
+        if !table.build_abandoned() {
+            table.set_built();
+        }
+        Ok(read)
+    }
+
+    /// Runs `work` on every family record, on `threads` threads, each with its
+    /// own accumulator from `start`, while this thread reads the records in id
+    /// order (decoding is where the time goes); stops reading early when `stop`
+    /// says so. Returns how many records it read, and the accumulators.
+    pub fn scan_records<T, S, W>(
+        &self,
+        threads: usize,
+        stop: impl Fn() -> bool,
+        start: S,
+        work: W,
+    ) -> Result<(u64, Vec<T>)>
+    where
+        T: Send,
+        S: Fn() -> T + Sync,
+        W: Fn(&mut T, FamilyRecord) + Sync,
+    {
         let threads = threads.max(1);
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<StoredValue>>(threads);
         let receiver = Mutex::new(receiver);
-        let (read, decoded) = std::thread::scope(|scope| {
-            let (receiver, table) = (&receiver, &table);
+        let (receiver, start, work) = (&receiver, &start, &work);
+        let (read, parts) = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
-                    scope.spawn(move || -> Result<()> {
-                        let mut compact = Vec::new();
+                    scope.spawn(move || -> Result<T> {
+                        let mut accumulator = start();
                         loop {
                             let next = receiver.lock().unwrap_or_else(|e| e.into_inner()).recv();
                             let Ok(chunk) = next else { break };
                             for value in &chunk {
-                                let record: FamilyRecord = decode_in("families", b"", value)?;
-                                compact.clear();
-                                crate::compact::encode(&record, &mut compact);
-                                let key = record.family_id.as_str().as_bytes();
-                                table.put_if_absent(key, &compact);
+                                work(&mut accumulator, decode_in("families", b"", value)?);
                             }
                         }
-                        Ok(())
+                        Ok(accumulator)
                     })
                 })
                 .collect();
             let read = (|| -> Result<u64> {
                 let mut cursor: Option<String> = None;
                 let mut read = 0u64;
-                loop {
-                    if table.build_abandoned() {
-                        break;
-                    }
+                while !stop() {
                     let (values, last) =
                         values_after(&self.trees.families, cursor.as_deref(), 1_024)?;
                     let Some(last) = last else { break };
@@ -1403,22 +1428,18 @@ impl Store {
                 Ok(read)
             })();
             drop(sender);
-            let decoded = workers
+            let parts = workers
                 .into_iter()
                 .map(|worker| {
                     worker
                         .join()
                         .unwrap_or_else(|e| std::panic::resume_unwind(e))
                 })
-                .collect::<Result<Vec<()>>>();
-            (read, decoded)
+                .collect::<Result<Vec<T>>>();
+            (read, parts)
         });
-        decoded?;
-        let read = read?;
-        if !table.build_abandoned() {
-            table.set_built();
-        }
-        Ok(read)
+        let parts = parts?;
+        Ok((read?, parts))
     }
 
     /// Reads every key: for tests and offline tools, never on a request path.
