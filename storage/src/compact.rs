@@ -173,20 +173,28 @@ pub fn register_in_order(codes: &[String]) -> bool {
         .all(|(index, code)| usize::try_from(code_number(code)).ok() == Some(index))
 }
 
-/// The code registered as `number`.
-pub fn code_name(number: u32) -> Option<&'static str> {
-    let codes = codes().read().unwrap_or_else(|e| e.into_inner());
-    codes.names.get(usize::try_from(number).ok()?).copied()
-}
-
 // ----- writing -----
 
-fn put(out: &mut Vec<u8>, mut value: u64) {
+/// Appends `value` as a LEB128 varint.
+pub(crate) fn put(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push(value as u8 | 0x80);
         value >>= 7;
     }
     out.push(value as u8);
+}
+
+/// The varint at the start of `bytes` ([`put`]) and how many bytes it took;
+/// `None` when the bytes end first or it is longer than a `u64`.
+pub(crate) fn read_number(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (index, byte) in bytes.iter().take(10).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * index);
+        if byte & 0x80 == 0 {
+            return Some((value, index + 1));
+        }
+    }
+    None
 }
 
 fn put_signed(out: &mut Vec<u8>, value: i64) {
@@ -219,44 +227,10 @@ fn award_flags(award: &AwardDecision) -> u8 {
         | u8::from(award.last_month.is_some()) << 2
 }
 
-/// A decision as the compact form keeps it: code, eligible, award, more awards.
-type DecisionParts<'d> = (
-    &'d str,
-    bool,
-    Option<&'d AwardDecision>,
-    &'d [AwardDecision],
-);
-
 /// Appends the compact form of `record`'s scoring inputs and stored outcome to
 /// `out`. Names, phones and accounts are not part of it.
 pub fn encode(record: &FamilyRecord, out: &mut Vec<u8>) {
-    let outcome = record.evaluation.as_ref().map(|evaluation| {
-        let decisions = evaluation.programs.iter().map(|d| {
-            let parts: DecisionParts<'_> = (&d.code, d.eligible, d.award.as_ref(), &d.more_awards);
-            parts
-        });
-        (evaluation.level, decisions)
-    });
-    encode_parts(record, outcome, out);
-}
-
-/// [`encode`] for a projection read from the store.
-pub fn encode_projection(inputs: &FamilyRecord, outcome: Option<&Outcome>, out: &mut Vec<u8>) {
-    let outcome = outcome.map(|outcome| {
-        let decisions = outcome.programs.iter().map(|d| {
-            let parts: DecisionParts<'_> = (&d.code, d.eligible, d.award.as_ref(), &d.more_awards);
-            parts
-        });
-        (outcome.level, decisions)
-    });
-    encode_parts(inputs, outcome, out);
-}
-
-fn encode_parts<'d>(
-    record: &FamilyRecord,
-    outcome: Option<(Level, impl ExactSizeIterator<Item = DecisionParts<'d>>)>,
-    out: &mut Vec<u8>,
-) {
+    let outcome = record.evaluation.as_ref();
     let flags = u8::from(record.address.is_some())
         | u8::from(
             record
@@ -279,18 +253,19 @@ fn encode_parts<'d>(
     for member in &record.members {
         encode_member(member, out);
     }
-    if let Some((level, decisions)) = outcome {
-        out.push(level as u8);
-        put(out, decisions.len() as u64);
+    if let Some(evaluation) = outcome {
+        out.push(evaluation.level as u8);
+        put(out, evaluation.programs.len() as u64);
         // Codes are mostly numbered in catalogue order: a flag says "the
         // number after the last one".
         let mut last_code = None;
-        for (code, eligible, award, more_awards) in decisions {
-            let number = code_number(code);
+        for decision in &evaluation.programs {
+            let (award, more_awards) = (decision.award.as_ref(), &decision.more_awards);
+            let number = code_number(&decision.code);
             let next = last_code.is_some_and(|last: u32| last.checked_add(1) == Some(number));
             last_code = Some(number);
             out.push(
-                u8::from(eligible)
+                u8::from(decision.eligible)
                     | u8::from(award.is_some()) << 1
                     | award.map_or(0, award_flags) << 2
                     | u8::from(!more_awards.is_empty()) << 5
@@ -407,15 +382,9 @@ impl Reader<'_> {
     }
 
     fn number(&mut self) -> Result<u64, CompactError> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = self.byte()?;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(CompactError("a number is too long"))
+        let (value, used) = read_number(self.bytes).ok_or(CompactError("a number"))?;
+        self.bytes = &self.bytes[used..];
+        Ok(value)
     }
 
     /// How many items follow: each takes at least a byte, so never more than

@@ -54,51 +54,36 @@ struct Shard {
     dead: usize,
 }
 
-/// The id and the compact form of the entry at `offset`, and the entry's size.
-fn entry_at(entries: &[u8], offset: usize) -> (&[u8], &[u8], usize) {
-    let id_len = usize::from(entries[offset + 1]);
-    let (mut len, mut at, mut shift) = (0usize, offset + 2, 0);
-    loop {
-        let byte = entries[at];
-        at += 1;
-        len |= usize::from(byte & 0x7f) << shift;
-        shift += 7;
-        if byte & 0x80 == 0 {
-            break;
-        }
-    }
-    let compact_start = at + id_len;
-    (
-        &entries[at..compact_start],
-        &entries[compact_start..compact_start + len],
-        compact_start + len - offset,
-    )
+/// The id and the compact form of the entry at `offset`, and the entry's size;
+/// `None` where the bytes do not hold an entry.
+fn entry(entries: &[u8], offset: usize) -> Option<(&[u8], &[u8], usize)> {
+    let id_len = usize::from(*entries.get(offset + 1)?);
+    let at = offset + 2;
+    let (len, used) = crate::compact::read_number(entries.get(at..)?)?;
+    let id_start = at + used;
+    let compact_start = id_start + id_len;
+    let end = compact_start.checked_add(usize::try_from(len).ok()?)?;
+    entries.get(id_start..end)?;
+    Some((
+        &entries[id_start..compact_start],
+        &entries[compact_start..end],
+        end - offset,
+    ))
 }
 
-/// [`entry_at`] for bytes from outside: `None` where they do not hold a live
-/// entry.
+/// [`entry`] for a shard's own buffer, which holds only what `append` wrote.
+fn entry_at(entries: &[u8], offset: usize) -> (&[u8], &[u8], usize) {
+    entry(entries, offset).expect("a shard holds whole entries")
+}
+
+/// [`entry`] for bytes from outside: `None` where they do not hold a live
+/// entry with an id.
 fn checked_entry_at(entries: &[u8], offset: usize) -> Option<(&[u8], &[u8], usize)> {
     let header = entries.get(offset..offset + 2)?;
     if header[0] != 1 || header[1] == 0 {
         return None;
     }
-    let id_len = usize::from(header[1]);
-    let (mut len, mut at) = (0usize, offset + 2);
-    for shift in (0..35).step_by(7) {
-        let byte = *entries.get(at)?;
-        at += 1;
-        len |= usize::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            let end = at.checked_add(id_len)?.checked_add(len)?;
-            entries.get(at..end)?;
-            return Some((
-                &entries[at..at + id_len],
-                &entries[at + id_len..end],
-                end - offset,
-            ));
-        }
-    }
-    None
+    entry(entries, offset)
 }
 
 impl Shard {
@@ -114,12 +99,7 @@ impl Shard {
         self.entries.push(1);
         self.entries
             .push(u8::try_from(id.len()).expect("family ids are at most 64 bytes"));
-        let mut len = compact.len();
-        while len >= 0x80 {
-            self.entries.push(len as u8 | 0x80);
-            len >>= 7;
-        }
-        self.entries.push(len as u8);
+        crate::compact::put(&mut self.entries, compact.len() as u64);
         self.entries.extend_from_slice(id);
         self.entries.extend_from_slice(compact);
         u32::try_from(offset).expect("a shard holds less than 4 GiB")
