@@ -432,17 +432,16 @@ impl Config {
         &self,
     ) -> anyhow::Result<(::actors::rules::Rules, std::sync::Arc<storage::Store>)> {
         use anyhow::Context as _;
-        let rules = ::actors::rules::Rules::load(&self.catalogue, self.year)
+        let (rules, text) = ::actors::rules::Rules::load_with_text(&self.catalogue, self.year)
             .map_err(|e| anyhow::anyhow!("programs.catalogue: {e}"))?;
         let store = storage::Store::open_with_cache(&self.storage_path, self.cache_bytes)
             .with_context(|| {
                 format!("storage.path: cannot open {}", self.storage_path.display())
             })?;
         if store.rules_in_force()?.is_none() {
-            let text = std::fs::read_to_string(&self.catalogue)
-                .with_context(|| format!("programs.catalogue: {}", self.catalogue.display()))?;
             store.set_rules_in_force(self.year, &text)?;
         }
+        keep_catalogue(&store, &rules, self.year, &text)?;
         Ok((rules, std::sync::Arc::new(store)))
     }
 
@@ -702,6 +701,24 @@ year = 2026
         }
         config
     }
+}
+
+/// Keeps the catalogue the service evaluates under in the store, so that the
+/// reasons of decisions made under it can be written again for a reader
+/// ([`storage::Store::keep_catalogue`]).
+pub fn keep_catalogue(
+    store: &storage::Store,
+    rules: &::actors::rules::Rules,
+    year: i32,
+    text: &str,
+) -> anyhow::Result<()> {
+    if store.keep_catalogue(&rules.version, year, text)? {
+        tracing::warn!(
+            version = %rules.version,
+            "this catalogue version was kept before with another text; give a changed catalogue a new version: the reasons of decisions made under the earlier text are no longer shown"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -43,20 +43,23 @@ pub fn decide_programs(
     record: &FamilyRecord,
     rules: &Rules,
     today: NaiveDate,
+    words: Words,
 ) -> Vec<ProgramDecision> {
     let household = Household::new(record, today);
     rules
         .programs
         .iter()
-        .map(|program| decide(program, &household, rules, Words::Written))
+        .map(|program| decide(program, &household, rules, words))
         .collect()
 }
 
 /// Whether a decision's reasons are written out. A what-if or a re-score scan
 /// reads only the eligibility and the awards, and words are most of a
-/// decision's cost.
+/// decision's cost; a stored evaluation keeps none (they were half of a
+/// family's record) and a reader has them written again
+/// ([`crate::scoring::explain_programs`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Words {
+pub enum Words {
     Written,
     /// Reasons are counted, not written: the decision's `reasons` are empty.
     Skipped,
@@ -1565,7 +1568,7 @@ mod tests {
     /// The program's decision in words, checked against the same decision
     /// without them (what a what-if or a re-score scan reads).
     fn decision(record: &FamilyRecord, rules: &Rules, code: &str) -> ProgramDecision {
-        let written = decide_programs(record, rules, today())
+        let written = decide_programs(record, rules, today(), Words::Written)
             .into_iter()
             .find(|decision| decision.code == code)
             .unwrap_or_else(|| panic!("no decision for {code}"));
@@ -1652,7 +1655,7 @@ mod tests {
     #[test]
     fn decisions_follow_the_catalogue() {
         let record = fixtures::well_off_family().build();
-        let decisions = decide_programs(&record, &rules_2026(), today());
+        let decisions = decide_programs(&record, &rules_2026(), today(), Words::Written);
         let codes: Vec<&str> = decisions
             .iter()
             .map(|decision| decision.code.as_str())
@@ -1793,25 +1796,15 @@ mod tests {
             &rules_2026(),
             day("2026-11-15").and_hms_opt(6, 0, 0).unwrap().and_utc(),
         );
+        let programs = crate::scoring::explain_programs(&record, &rules_2026(), &evaluation)
+            .expect("the same catalogue explains its decisions");
         let texts: Vec<&String> = evaluation
             .deprivations
             .iter()
             .flat_map(|deprivation| &deprivation.facts)
-            .chain(
-                evaluation
-                    .programs
-                    .iter()
-                    .flat_map(|decision| &decision.reasons),
-            )
+            .chain(programs.iter().flat_map(|decision| &decision.reasons))
             .collect();
-        assert!(
-            evaluation
-                .programs
-                .iter()
-                .filter(|decision| decision.eligible)
-                .count()
-                >= 5
-        );
+        assert!(programs.iter().filter(|decision| decision.eligible).count() >= 5);
         for member in &record.members {
             let iin = member.facts.iin.to_string();
             assert!(
@@ -2439,7 +2432,7 @@ mod tests {
     #[test]
     fn an_empty_family_is_refused_everything_with_reasons() {
         let record = FamilyBuilder::new().build();
-        for decision in decide_programs(&record, &rules_2026(), today()) {
+        for decision in decide_programs(&record, &rules_2026(), today(), Words::Written) {
             assert!(!decision.eligible, "{}", decision.code);
             assert!(!decision.reasons.is_empty(), "{}", decision.code);
         }
@@ -2542,7 +2535,7 @@ per_child_mci = "0.5"
         let family =
             parents_with_children(&["2010-01-01", "2012-01-01", "2014-01-01", "2016-01-01"])
                 .build();
-        let decisions = decide_programs(&family, &rules, today());
+        let decisions = decide_programs(&family, &rules, today(), Words::Written);
         assert_eq!(decisions.len(), 10);
         let top_up = &decisions[9];
         assert_eq!(top_up.code, "large_family_astana_top_up");

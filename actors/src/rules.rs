@@ -401,12 +401,17 @@ pub struct TsaRule {
 impl Rules {
     /// Reads and validates the catalogue at `path`, with the constants of `year`.
     pub fn load(path: &Path, year: i32) -> Result<Rules, RulesError> {
+        Rules::load_with_text(path, year).map(|(rules, _)| rules)
+    }
+
+    /// [`Rules::load`], with the text it read.
+    pub fn load_with_text(path: &Path, year: i32) -> Result<(Rules, String), RulesError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| RulesError::Read {
             file: file.clone(),
             source,
         })?;
-        parse(&text, year, &file)
+        Ok((parse(&text, year, &file)?, text))
     }
 
     /// Validates a catalogue given as text (errors name the file `catalogue`).

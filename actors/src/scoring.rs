@@ -31,9 +31,11 @@ use storage::ids::Sex;
 use storage::money::Money;
 use storage::record::{
     CitizenFacts, Criterion, Deprivation, DisabilityGroup, EmploymentStatus, Enrollment,
-    Evaluation, FamilyRecord, Fraction, IncomeSource, Level, Role, Tenure, Utility,
+    Evaluation, FamilyRecord, Fraction, IncomeSource, Level, ProgramDecision, Role, Tenure,
+    Utility,
 };
 
+use crate::eligibility::Words;
 use crate::rules::{IndicatorRule, IndicatorTest, PovertyLine, Rules};
 
 /// Kazakhstan's offset from UTC: one time zone, UTC+5, for the whole country since 1 March 2024.
@@ -110,8 +112,9 @@ pub fn evaluate_scores(record: &FamilyRecord, rules: &Rules, today: NaiveDate) -
     }
 }
 
-/// The whole evaluation at `now`: scores, program decisions, and the rules version that made
-/// them.
+/// The whole evaluation at `now`, as a family's record keeps it: scores, program decisions,
+/// and the rules version that made them. The decisions' reasons are not written: they were
+/// half of a stored record, and [`explain_programs`] writes them again for a reader.
 pub fn evaluate(record: &FamilyRecord, rules: &Rules, now: DateTime<Utc>) -> Evaluation {
     let today = local_date(now);
     let scores = evaluate_scores(record, rules, today);
@@ -122,8 +125,40 @@ pub fn evaluate(record: &FamilyRecord, rules: &Rules, now: DateTime<Utc>) -> Eva
         level: scores.level,
         criteria: scores.criteria,
         deprivations: scores.deprivations,
-        programs: crate::eligibility::decide_programs(record, rules, today),
+        programs: crate::eligibility::decide_programs(record, rules, today, Words::Skipped),
     }
+}
+
+/// The program decisions of `evaluation` with their reasons in words, decided again from the
+/// record on the evaluation's day under `rules`, the catalogue the evaluation names. The
+/// record's scoring inputs are those the evaluation read (every applied change evaluates the
+/// family again), so the decisions come out the same; `None` when they do not, or when
+/// `rules` is another version: then the words cannot be trusted to be the decision's.
+/// Decisions stored with their words (by releases before words were dropped) are given as
+/// stored.
+pub fn explain_programs(
+    record: &FamilyRecord,
+    rules: &Rules,
+    evaluation: &Evaluation,
+) -> Option<Vec<ProgramDecision>> {
+    if evaluation
+        .programs
+        .iter()
+        .all(|decision| !decision.reasons.is_empty())
+    {
+        return Some(evaluation.programs.clone());
+    }
+    if rules.version != evaluation.rules_version {
+        return None;
+    }
+    let today = local_date(evaluation.evaluated_at);
+    let written = crate::eligibility::decide_programs(record, rules, today, Words::Written);
+    let same = written.len() == evaluation.programs.len()
+        && written.iter().zip(&evaluation.programs).all(|(w, s)| {
+            (&w.code, w.eligible, &w.award, &w.more_awards)
+                == (&s.code, s.eligible, &s.award, &s.more_awards)
+        });
+    same.then_some(written)
 }
 
 /// A family's per-capita income against its poverty line: the scoring's income indicator and
@@ -1191,6 +1226,44 @@ mod tests {
             .find(|program| program.code == "awarded_mother")
             .unwrap();
         assert!(award.eligible);
+    }
+
+    /// A record keeps its decisions without words; a reader has them written again, and only
+    /// under the catalogue that made them.
+    #[test]
+    fn stored_decisions_keep_no_words_and_are_explained_again() {
+        let mut record = well_off()
+            .member_facts(1, |facts| {
+                facts.awards.insert(Award::KumisAlka);
+            })
+            .build();
+        let now = Utc.with_ymd_and_hms(2026, 11, 15, 6, 0, 0).unwrap();
+        let rules = rules_2026();
+        let evaluation = evaluate(&record, &rules, now);
+        assert!(evaluation.programs.iter().all(|p| p.reasons.is_empty()));
+        let explained = explain_programs(&record, &rules, &evaluation).unwrap();
+        assert_eq!(
+            explained,
+            crate::eligibility::decide_programs(&record, &rules, local_date(now), Words::Written)
+        );
+        assert!(explained.iter().all(|p| !p.reasons.is_empty()));
+        let award = explained
+            .iter()
+            .find(|p| p.code == "awarded_mother")
+            .unwrap();
+        assert!(award.eligible && award.reasons.len() >= 2, "{award:?}");
+
+        // Another catalogue version does not explain this evaluation.
+        let mut other = rules_2026();
+        other.version = "2026.2".to_owned();
+        assert_eq!(explain_programs(&record, &other, &evaluation), None);
+        // Nor do facts that no longer give the stored decisions.
+        record.members[1].facts.awards.clear();
+        assert_eq!(explain_programs(&record, &rules, &evaluation), None);
+        // Decisions stored with their words are given as stored.
+        let mut worded = evaluation.clone();
+        worded.programs = explained.clone();
+        assert_eq!(explain_programs(&record, &other, &worded), Some(explained));
     }
 
     #[test]

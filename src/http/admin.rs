@@ -493,11 +493,57 @@ async fn family(
         .filter(|q| q.family_id == family_id)
         .map(|q| q.seq)
         .collect();
-    Ok(HttpResponse::Ok().json(family_json(
+    let mut body = family_json(
         &record,
         ::actors::scoring::local_date(state.clock.now()),
         quarantined,
-    )))
+    );
+    let explained = explained_programs(&state, &record);
+    if let Some(programs) = body["programs"].as_array_mut() {
+        for (index, program) in programs.iter_mut().enumerate() {
+            program["reasons"] = match &explained {
+                Ok(decisions) => json!(decisions[index].reasons),
+                Err(why) => json!([format!("the reasons cannot be written again: {why}")]),
+            };
+        }
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// The family's program decisions with their reasons in words, which the
+/// record does not keep: decided again under the catalogue its evaluation
+/// names (the running one, or one the store kept). `Err` says why not.
+fn explained_programs(
+    state: &AppState,
+    record: &FamilyRecord,
+) -> Result<Vec<storage::record::ProgramDecision>, String> {
+    let Some(evaluation) = record.evaluation.as_ref() else {
+        return Ok(Vec::new());
+    };
+    let version = &evaluation.rules_version;
+    let running = state
+        .rules
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let rules = if &running.version == version {
+        running
+    } else {
+        let (year, text) = state
+            .store
+            .catalogue(version)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("catalogue {version} is not kept in this store"))?;
+        std::sync::Arc::new(
+            Rules::from_toml_str(&text, year)
+                .map_err(|e| format!("catalogue {version} no longer validates: {e}"))?,
+        )
+    };
+    ::actors::scoring::explain_programs(record, &rules, evaluation).ok_or_else(|| {
+        format!(
+            "under catalogue {version} as kept, the family's facts no longer give the decisions stored (was the catalogue changed without a new version?)"
+        )
+    })
 }
 
 async fn citizen(
@@ -1023,6 +1069,8 @@ async fn reload_rules(
         "reload_rules",
         format!("rules version {}", proposed.version),
     )?;
+    crate::config::keep_catalogue(&state.store, &proposed, state.config.year, &text)
+        .map_err(ApiError::internal)?;
     let started = std::time::Instant::now();
     let now = state.clock.now();
     let today = ::actors::scoring::local_date(now);

@@ -291,6 +291,12 @@ const META_APPLIED_THROUGH: &[u8] = b"applied_through";
 /// The catalogue (year and text) that the stored outcomes agree with; see
 /// [`Store::rules_in_force`].
 const META_RULES_IN_FORCE: &[u8] = b"rules_in_force";
+/// Followed by a catalogue version: that catalogue's year and text.
+const META_CATALOGUE_PREFIX: &[u8] = b"catalogue/";
+
+fn catalogue_key(version: &str) -> Vec<u8> {
+    [META_CATALOGUE_PREFIX, version.as_bytes()].concat()
+}
 /// Written by a clean stop after it saved the scoring table: the table's format
 /// and the applied watermark it agrees with. Taken by the next start that loads
 /// the table, so that a crash after that start rebuilds it from the records.
@@ -1108,6 +1114,29 @@ impl Store {
             .meta
             .insert(META_RULES_IN_FORCE, encode(&(year, catalogue)))?;
         Ok(())
+    }
+
+    /// Keeps the catalogue (year and TOML text) that evaluations of `version`
+    /// are made under, for as long as the store lives: a stored evaluation
+    /// keeps no reasons in words, and a reader has them written again under
+    /// the catalogue that made it. Returns whether a different catalogue of the
+    /// same version was replaced (the words of evaluations made under that one
+    /// are then not shown, as their decisions no longer come out the same).
+    pub fn keep_catalogue(&self, version: &str, year: i32, catalogue: &str) -> Result<bool> {
+        let key = catalogue_key(version);
+        let value = encode(&(year, catalogue));
+        let previous = self.trees.meta.insert(key, value.as_slice())?;
+        Ok(previous.is_some_and(|previous| previous != value.as_slice()))
+    }
+
+    /// The catalogue kept for `version` ([`Store::keep_catalogue`]).
+    pub fn catalogue(&self, version: &str) -> Result<Option<(i32, String)>> {
+        let key = catalogue_key(version);
+        self.trees
+            .meta
+            .get(&key)?
+            .map(|value| decode_in("meta", &key, &value))
+            .transpose()
     }
 
     /// Accepted log entries not applied yet.
@@ -2035,6 +2064,25 @@ mod tests {
             .iter()
             .map(|(seq, what)| (*seq, (*what).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn catalogues_are_kept_by_version() {
+        let store = Store::open_temporary().unwrap();
+        assert_eq!(store.catalogue("2026.1").unwrap(), None);
+        assert!(!store.keep_catalogue("2026.1", 2026, "first").unwrap());
+        assert!(!store.keep_catalogue("2026.2", 2026, "second").unwrap());
+        // The same again replaces nothing; another text of a kept version does.
+        assert!(!store.keep_catalogue("2026.1", 2026, "first").unwrap());
+        assert!(store.keep_catalogue("2026.2", 2027, "second").unwrap());
+        assert_eq!(
+            store.catalogue("2026.1").unwrap(),
+            Some((2026, "first".to_owned()))
+        );
+        assert_eq!(
+            store.catalogue("2026.2").unwrap(),
+            Some((2027, "second".to_owned()))
+        );
     }
 
     #[test]

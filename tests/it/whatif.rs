@@ -153,6 +153,26 @@ async fn a_rules_reload_wakes_only_the_families_whose_outcome_changes() {
         four["rules_version"], "2026.1",
         "an unchanged family is not re-evaluated"
     );
+    // Records keep no reasons: each is written again under the catalogue that
+    // made the decision, the new one or the one the store kept.
+    assert_reasons(&three, "large_family", "(3+ required)");
+    assert_reasons(&four, "large_family", "(4+ required)");
+}
+
+/// The program's reasons are words written under the catalogue that decided,
+/// and one of them says `words`.
+fn assert_reasons(family: &serde_json::Value, code: &str, words: &str) {
+    let program = family["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["code"] == code)
+        .unwrap_or_else(|| panic!("no {code} in {family}"));
+    let reasons = program["reasons"].as_array().unwrap();
+    assert!(
+        reasons.iter().any(|r| r.as_str().unwrap().contains(words)),
+        "{code}: {reasons:?}"
+    );
 }
 
 #[actix_rt::test]
@@ -189,6 +209,11 @@ async fn a_reload_after_a_restart_with_a_changed_catalogue_still_finds_who_chang
     })
     .await;
     assert_eq!(three["rules_version"], "2026.2");
+    // The catalogue of the first start is kept: the unchanged family's reasons
+    // are still written under it.
+    let four = wait_family(&world.server, "F-FOUR", |_| true).await;
+    assert_eq!(four["rules_version"], "2026.1");
+    assert_reasons(&four, "large_family", "(4+ required)");
     // Now in force: the same catalogue changes nobody.
     let (status, answer) = post(&world.server, "/v1/rules/reload", OPERATOR, json!({})).await;
     assert_eq!(status, 200, "{answer}");
