@@ -15,11 +15,13 @@
 //! from sled; an input that panics every time is set aside in the quarantine tree
 //! after [`DispatcherConfig::poison_tries_max`] tries.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{self, StreamExt};
 use storage::event::{EventData, LogEntry, Subject};
 use storage::ids::FamilyId;
@@ -91,6 +93,56 @@ const PREFETCH_THREADS: usize = 16;
 /// Inactive families a prefetch thread is worth starting for.
 const PREFETCH_PER_THREAD_MIN: usize = 8;
 
+/// Written changes go out: SMS to the notifier, payments to the bank gateway.
+/// Their mailboxes are bounded; when one is full the order is not handed on (it
+/// is in the outbox, and the actor's periodic sweep finds it), so a gateway
+/// that is down never holds the feeds back.
+fn hand_on(environment: &FamilyEnvironment, metrics: &Metrics, commits: Vec<FamilyCommit>) {
+    if !environment.outbound {
+        return;
+    }
+    for commit in commits {
+        let mut sms_deferred = false;
+        for order in commit.sms {
+            if environment.notifier.try_send(SendSms(order)).is_err() {
+                sms_deferred = true;
+                metrics.inc("dfm_handon_deferred_total", &[("to", "notifier")]);
+            }
+        }
+        let mut payments_deferred = false;
+        for order in commit.payments {
+            if environment.bank.try_send(Disburse(order)).is_err() {
+                payments_deferred = true;
+                metrics.inc("dfm_handon_deferred_total", &[("to", "bank")]);
+            }
+        }
+        // One small message asks for a sweep (a sweep already running ignores
+        // it); the sweep waits for mailbox room on its own task.
+        if sms_deferred {
+            environment.notifier.do_send(crate::notifier::ResumeOutbox);
+        }
+        if payments_deferred {
+            environment.bank.do_send(crate::bank::ResumeOutbox);
+        }
+    }
+}
+
+/// Test-only fault injection: a batch with a family whose id starts with
+/// `failpoint-slow-commit` is written 300 ms late, so that a test can act while
+/// its commit is unwritten. Compiled into debug builds only.
+#[cfg(debug_assertions)]
+fn commit_delay(batch: &[(FamilyId, Inputs)]) -> Duration {
+    let slow = batch
+        .iter()
+        .any(|(family_id, _)| family_id.as_str().starts_with("failpoint-slow-commit"));
+    Duration::from_millis(if slow { 300 } else { 0 })
+}
+
+#[cfg(not(debug_assertions))]
+fn commit_delay(_batch: &[(FamilyId, Inputs)]) -> Duration {
+    Duration::ZERO
+}
+
 /// Who is active, and where: a sharded `FamilyId → Addr` map with a recency
 /// order per shard.
 pub struct Directory {
@@ -102,17 +154,30 @@ pub struct Directory {
     shard_capacity: usize,
 }
 
-fn fnv(family_id: &FamilyId) -> u64 {
+/// FNV-1a of the id, then MurmurHash3's finaliser: FNV alone leaves the high
+/// bits the same for ids that differ only in their last characters (as
+/// `F00000001` … `F00000009` do), which put them all in one directory shard.
+fn spread(family_id: &FamilyId) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in family_id.as_str().bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    hash
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
 }
 
 fn arbiter_index(family_id: &FamilyId, count: usize) -> usize {
-    usize::try_from(fnv(family_id) % count as u64).expect("index below count")
+    usize::try_from(spread(family_id) % count as u64).expect("index below count")
+}
+
+fn shard_index(family_id: &FamilyId) -> usize {
+    // The high bits, so that the shard does not follow the arbiter choice.
+    usize::try_from((spread(family_id) >> 32) % DIRECTORY_SHARDS as u64)
+        .expect("index below the shard count")
 }
 
 impl Directory {
@@ -132,10 +197,9 @@ impl Directory {
     }
 
     fn shard(&self, family_id: &FamilyId) -> std::sync::MutexGuard<'_, DirectoryInner> {
-        // The high bits, so that the shard does not follow the arbiter choice.
-        let index = usize::try_from((fnv(family_id) >> 32) % DIRECTORY_SHARDS as u64)
-            .expect("index below the shard count");
-        self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
+        self.shards[shard_index(family_id)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn next_tick(&self) -> u64 {
@@ -275,6 +339,17 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     config: DispatcherConfig,
     wake: Arc<Notify>,
+    /// The log is dispatched through here; the store's applied watermark
+    /// follows once the batch's commit is written.
+    dispatched_through: std::sync::atomic::AtomicU64,
+    /// The last batch's commit, being written while the next batch is applied.
+    pending: Mutex<Option<Pending>>,
+}
+
+/// A batch's commit on its way to disk (see [`Dispatcher::deliver`]).
+struct Pending {
+    families: HashSet<FamilyId>,
+    written: Shared<BoxFuture<'static, ()>>,
 }
 
 impl Dispatcher {
@@ -285,13 +360,41 @@ impl Dispatcher {
         config: DispatcherConfig,
         wake: Arc<Notify>,
     ) -> Dispatcher {
+        let applied = store.applied_through().unwrap_or(0);
         Dispatcher {
             store,
             directory,
             metrics,
             config,
             wake,
+            dispatched_through: std::sync::atomic::AtomicU64::new(applied),
+            pending: Mutex::new(None),
         }
+    }
+
+    /// Waits until the last batch's commit is written (and its watermark moved).
+    async fn settle(&self) {
+        let written = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|pending| pending.written.clone());
+        if let Some(written) = written {
+            written.await;
+        }
+    }
+
+    /// Whether the family's newest state is in a commit not written yet: an
+    /// activation would read an older one from the store.
+    fn unwritten(&self, family_id: &FamilyId) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|pending| {
+                pending.written.peek().is_none() && pending.families.contains(family_id)
+            })
     }
 
     /// Runs until `shutdown` turns true and the log is drained as far as it was.
@@ -343,7 +446,10 @@ impl Dispatcher {
 
     /// Dispatches one batch; returns how many log entries it consumed.
     pub async fn step(&self) -> Result<usize, StoreError> {
-        let applied = self.store.applied_through()?;
+        let applied = self
+            .store
+            .applied_through()?
+            .max(self.dispatched_through.load(Ordering::SeqCst));
         let mut entries = self
             .store
             .read_log(applied, self.config.batch_entries_max)?;
@@ -354,6 +460,9 @@ impl Dispatcher {
             entries.retain(|(seq, _)| *seq <= counted);
         }
         let Some(&(last, _)) = entries.last() else {
+            // Nothing more to apply: what was is written before the dispatcher
+            // waits or stops.
+            self.settle().await;
             return Ok(0);
         };
         let started = Instant::now();
@@ -372,7 +481,7 @@ impl Dispatcher {
         )
         .await;
         let delivered = started.elapsed();
-        self.store.set_applied_through(last)?;
+        self.dispatched_through.store(last, Ordering::SeqCst);
         self.metrics
             .observe("dfm_dispatch_route_seconds", &[], routed);
         self.metrics
@@ -420,7 +529,11 @@ impl Dispatcher {
                 }
                 let orphan = match groups.orphans.remove(iin) {
                     Some(facts) => Some(facts),
-                    None => self.store.orphan(iin)?,
+                    None => {
+                        // A commit not yet written may hold the citizen's facts.
+                        self.settle().await;
+                        self.store.orphan(iin)?
+                    }
                 };
                 groups.push(
                     family_id.clone(),
@@ -451,10 +564,12 @@ impl Dispatcher {
                     None => {
                         let mut facts = match groups.orphans.remove(iin) {
                             Some(facts) => facts,
-                            None => self
-                                .store
-                                .orphan(iin)?
-                                .unwrap_or_else(|| CitizenFacts::new(*iin)),
+                            None => {
+                                self.settle().await;
+                                self.store
+                                    .orphan(iin)?
+                                    .unwrap_or_else(|| CitizenFacts::new(*iin))
+                            }
                         };
                         if facts.applied_seq < seq {
                             if apply::apply_to_citizen(&mut facts, &event).is_err() {
@@ -470,107 +585,87 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Sends every pending group to its actor, waits for all of them, writes
-    /// their changes as one batch that reaches `through` into the log, then hands
-    /// SMS and payments on.
+    /// Sends every pending group to its actor and waits for all of them. Their
+    /// changes are then written as one batch that reaches `through` into the
+    /// log (moving the applied watermark when the batch is `whole`), and SMS
+    /// and payments handed on, on a thread of their own while the dispatcher
+    /// goes on to the next batch: the actors already hold the new states. A
+    /// commit waits for the one before it, so batches reach the disk in order;
+    /// nothing reads a family or an orphan from the store while a commit that
+    /// changes it is unwritten (see [`Dispatcher::settle`]).
     async fn deliver(&self, groups: &mut Groups, through: Counted) {
         // Orphan facts go to disk before anything that could read them there (a
         // family taking them in, a later batch) and before the watermark moves.
         if !groups.orphans.is_empty() {
+            self.settle().await;
             let facts: Vec<CitizenFacts> = groups.orphans.drain().map(|(_, facts)| facts).collect();
             while let Err(error) = self.store.put_orphans(&facts) {
                 tracing::error!(%error, "could not write orphan facts; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
-        let batch = groups.take();
-        if batch.is_empty() {
-            return;
-        }
-        let batch: Vec<(FamilyId, Inputs)> = batch
+        let batch: Vec<(FamilyId, Inputs)> = groups
+            .take()
             .into_iter()
             .map(|(family_id, inputs)| (family_id, Arc::from(inputs)))
             .collect();
         self.prefetch(&batch);
-        loop {
-            let results: Vec<(usize, Result<FamilyCommit, FamilyError>)> =
-                stream::iter(batch.iter().cloned().enumerate())
-                    .map(|(index, (family_id, inputs))| async move {
-                        (index, self.send(&family_id, inputs).await)
-                    })
-                    .buffer_unordered(self.config.concurrency.max(1))
-                    .collect()
-                    .await;
-            let mut commits = Vec::with_capacity(results.len());
-            let mut failed = Vec::new();
-            for (index, result) in results {
-                match result {
-                    Ok(commit) => commits.push(commit),
-                    Err(_) => failed.push(index),
-                }
+        let results: Vec<(usize, Result<FamilyCommit, FamilyError>)> =
+            stream::iter(batch.iter().cloned().enumerate())
+                .map(|(index, (family_id, inputs))| async move {
+                    (index, self.send(&family_id, inputs).await)
+                })
+                .buffer_unordered(self.config.concurrency.max(1))
+                .collect()
+                .await;
+        let mut commits = Vec::with_capacity(results.len());
+        let mut failed = Vec::new();
+        for (index, result) in results {
+            match result {
+                Ok(commit) => commits.push(commit),
+                Err(_) => failed.push(index),
             }
-            for index in failed {
-                let (family_id, inputs) = &batch[index];
-                if let Some(commit) = self.retry_one_by_one(family_id, inputs.clone()).await {
-                    commits.push(commit);
-                }
+        }
+        for index in failed {
+            let (family_id, inputs) = &batch[index];
+            if let Some(commit) = self.retry_one_by_one(family_id, inputs.clone()).await {
+                commits.push(commit);
             }
+        }
+        self.settle().await;
+        let store = self.store.clone();
+        let metrics = self.metrics.clone();
+        let directory = self.directory.clone();
+        let delay = commit_delay(&batch);
+        let written = tokio::task::spawn_blocking(move || {
+            std::thread::sleep(delay);
             let started = Instant::now();
-            match self.store.commit_families(&commits, through) {
-                Ok(()) => {
-                    self.metrics
-                        .observe("dfm_family_commit_seconds", &[], started.elapsed());
-                    self.hand_on(commits);
-                    return;
-                }
-                Err(error) => {
-                    // The actors already hold the unwritten state: stop them so
-                    // that they come back from disk, then try the batch again.
-                    tracing::error!(%error, "could not write a batch of families; retrying");
-                    for (family_id, _) in &batch {
-                        self.directory.forget(family_id);
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+            while let Err(error) = store.commit_families(&commits, through) {
+                // The actors hold the unwritten states; the same writes are
+                // tried again (counters move only past their watermark).
+                tracing::error!(%error, "could not write a batch of families; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            metrics.observe("dfm_family_commit_seconds", &[], started.elapsed());
+            if through.whole {
+                while let Err(error) = store.set_applied_through(through.seq) {
+                    tracing::error!(%error, "could not move the applied watermark; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
                 }
             }
-        }
-    }
-
-    /// Written changes go out: SMS to the notifier, payments to the bank
-    /// gateway. Their mailboxes are bounded; when one is full the order is not
-    /// handed on (it is in the outbox, and the actor's periodic sweep finds it),
-    /// so a gateway that is down never holds the feeds back.
-    fn hand_on(&self, commits: Vec<FamilyCommit>) {
-        let environment = &self.directory.environment;
-        if !environment.outbound {
-            return;
-        }
-        for commit in commits {
-            let mut sms_deferred = false;
-            for order in commit.sms {
-                if environment.notifier.try_send(SendSms(order)).is_err() {
-                    sms_deferred = true;
-                    self.metrics
-                        .inc("dfm_handon_deferred_total", &[("to", "notifier")]);
-                }
+            hand_on(&directory.environment, &metrics, commits);
+        })
+        .map(|joined| {
+            if let Err(error) = joined {
+                tracing::error!(%error, "the thread writing a batch of families failed");
             }
-            let mut payments_deferred = false;
-            for order in commit.payments {
-                if environment.bank.try_send(Disburse(order)).is_err() {
-                    payments_deferred = true;
-                    self.metrics
-                        .inc("dfm_handon_deferred_total", &[("to", "bank")]);
-                }
-            }
-            // One small message asks for a sweep (a sweep already running ignores
-            // it); the sweep waits for mailbox room on its own task.
-            if sms_deferred {
-                environment.notifier.do_send(crate::notifier::ResumeOutbox);
-            }
-            if payments_deferred {
-                environment.bank.do_send(crate::bank::ResumeOutbox);
-            }
-        }
+        })
+        .boxed()
+        .shared();
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pending {
+            families: batch.into_iter().map(|(family_id, _)| family_id).collect(),
+            written,
+        });
     }
 
     /// A national store does not fit in memory, so activating a family waits on
@@ -595,6 +690,9 @@ impl Dispatcher {
         family_id: &FamilyId,
         inputs: Inputs,
     ) -> Result<FamilyCommit, FamilyError> {
+        if self.directory.active(family_id).is_none() && self.unwritten(family_id) {
+            self.settle().await;
+        }
         let address = loop {
             match self.directory.activate(family_id) {
                 Ok(address) => break address,
@@ -624,6 +722,8 @@ impl Dispatcher {
     /// through is written at once, so that the next one starts from it.
     async fn retry_one_by_one(&self, family_id: &FamilyId, inputs: Inputs) -> Option<FamilyCommit> {
         self.metrics.inc("dfm_family_restarts_total", &[]);
+        // Its writes come after the last batch's.
+        self.settle().await;
         for (seq, input) in inputs.iter() {
             let seq = *seq;
             let mut tries = 1;
@@ -641,7 +741,7 @@ impl Dispatcher {
                                 }
                             }
                         }
-                        self.hand_on(vec![commit]);
+                        hand_on(&self.directory.environment, &self.metrics, vec![commit]);
                         break;
                     }
                     Err(error) if tries < self.config.poison_tries_max => {
@@ -667,5 +767,32 @@ impl Dispatcher {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids that differ only in their last digits (as a national population's
+    /// do) spread over the directory's shards and the arbiters evenly.
+    #[test]
+    fn consecutive_ids_spread_over_shards_and_arbiters() {
+        let mut shards = [0u32; DIRECTORY_SHARDS];
+        let mut arbiters = [0u32; 3];
+        for index in 0..3_200 {
+            let family_id = FamilyId::parse(&format!("F{index:08}")).unwrap();
+            shards[shard_index(&family_id)] += 1;
+            arbiters[arbiter_index(&family_id, 3)] += 1;
+        }
+        // 200 a shard on average; a fair hash stays well inside these bounds.
+        assert!(
+            shards.iter().all(|&n| (150..=250).contains(&n)),
+            "{shards:?}"
+        );
+        assert!(
+            arbiters.iter().all(|&n| (950..=1180).contains(&n)),
+            "{arbiters:?}"
+        );
     }
 }

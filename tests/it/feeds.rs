@@ -761,6 +761,94 @@ fn newest_snapshot(store: &std::path::Path) -> String {
         .expect("a snapshot")
 }
 
+/// A batch's commit is written while the next batch is applied. A family that
+/// its own batch passivates (16 active in 16 directory shards: one a shard) and
+/// the next batch needs at once must come back with what the first batch did,
+/// not from the store before it.
+#[actix_rt::test]
+async fn a_family_passivated_while_its_last_batch_is_written_comes_back_whole() {
+    let world = world_with(
+        SmsSimulatorOptions::default(),
+        BankSimulatorOptions::default(),
+        ("72h", "48h"),
+        "[actors]\nactive_families_max = 16\nbatch_entries_max = 64\n",
+    )
+    .await;
+    const ROUNDS: u32 = 6;
+    const FILLERS: u32 = 126;
+    // Families that fill the batches, known beforehand: their events route
+    // without reading the store, as a re-score's do.
+    let fillers: Vec<serde_json::Value> = (0..ROUNDS * FILLERS)
+        .map(|index| {
+            let name = format!("F-FILL-{index}");
+            let birth = format!("1980-{:02}-{:02}", index / 140 % 12 + 1, index / 5 % 28 + 1);
+            event(
+                &name,
+                "family.member_added",
+                json!({"family_id": name, "iin": iin(&birth, true, index % 5 * 60), "role": "head"}),
+            )
+        })
+        .collect();
+    assert_eq!(
+        feed(&world.server, "population", POPULATION, ndjson(&fillers))
+            .await
+            .0,
+        200
+    );
+    eventually("the fillers", Duration::from_secs(20), || async {
+        let (_, stats) = get(&world.server, "/v1/stats", VIEWER).await;
+        (stats["families"] == ROUNDS * FILLERS).then_some(())
+    })
+    .await;
+    let filler = |events: &mut Vec<serde_json::Value>, index: u32| {
+        events.push(event(
+            &format!("fill-moved-{index}"),
+            "family.address_changed",
+            json!({"family_id": format!("F-FILL-{index}"), "region": "KZ-11", "locality": "rural"}),
+        ));
+    };
+    let mut events = Vec::new();
+    for round in 0..ROUNDS {
+        // The failpoint writes the family's batches 300 ms late.
+        let family_id = format!("failpoint-slow-commit-{round}");
+        // One batch: the family's head arrives first, then 63 other families
+        // (which passivate it, all but surely).
+        events.push(event(&format!("twice-{round}-a"), "family.member_added", json!({"family_id": family_id, "iin": iin("1975-03-03", false, round * 60), "role": "head"})));
+        for index in 0..FILLERS / 2 {
+            filler(&mut events, round * FILLERS + index);
+        }
+        // The next batch starts with the family's address.
+        events.push(event(
+            &format!("twice-{round}-b"),
+            "family.address_changed",
+            json!({"family_id": family_id, "region": "KZ-15", "locality": "urban"}),
+        ));
+        for index in FILLERS / 2..FILLERS {
+            filler(&mut events, round * FILLERS + index);
+        }
+    }
+    assert_eq!(events.len() as u32, ROUNDS * (FILLERS + 2));
+    assert_eq!(
+        feed(&world.server, "population", POPULATION, ndjson(&events))
+            .await
+            .0,
+        200
+    );
+    for round in 0..ROUNDS {
+        let family = wait_family(
+            &world.server,
+            &format!("failpoint-slow-commit-{round}"),
+            |f| f["region"] == "KZ-15",
+        )
+        .await;
+        assert_eq!(
+            family["members"].as_array().unwrap().len(),
+            1,
+            "round {round}: {family}"
+        );
+    }
+}
+
 #[actix_rt::test]
 async fn active_families_stay_under_the_cap_and_passivated_ones_come_back() {
     let world = world_with(
