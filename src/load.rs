@@ -341,6 +341,17 @@ impl Window<'_> {
     }
 }
 
+/// The counter, not a count of the tree: that would read every family.
+fn families_stored(store: &storage::Store) -> anyhow::Result<u64> {
+    Ok(store
+        .stats()?
+        .get(storage::store::counter::FAMILIES)
+        .copied()
+        .unwrap_or(0)
+        .try_into()
+        .unwrap_or(0))
+}
+
 /// Loads an NDJSON file of feed events into the store at `config.storage_path`.
 pub fn load_file(config: &Config, file: std::fs::File) -> anyhow::Result<LoadReport> {
     let started = Instant::now();
@@ -350,6 +361,10 @@ pub fn load_file(config: &Config, file: std::fs::File) -> anyhow::Result<LoadRep
             "the store has accepted events not yet applied; run `dfm serve` until they are, then load"
         );
     }
+    // Into an empty store, the load also fills the scoring table and saves it
+    // at the end: the first start reads it instead of every record.
+    let table = (config.scoring_table && families_stored(&store)? == 0)
+        .then(|| store.enable_scoring_table());
     store.set_load_running(true)?;
     let settings = config.consent_settings()?;
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<FeedEvent>>(LOAD_CHANNEL_CHUNKS);
@@ -384,12 +399,11 @@ pub fn load_file(config: &Config, file: std::fs::File) -> anyhow::Result<LoadRep
     store.set_applied_through(store.last_seq())?;
     store.set_load_running(false)?;
     store.flush()?;
-    // The counter, not a count of the tree: that would read every family.
-    let families = store
-        .stats()?
-        .get(storage::store::counter::FAMILIES)
-        .copied()
-        .unwrap_or(0);
+    let families = families_stored(&store)?;
+    if let Some(table) = table {
+        table.set_built();
+        store.save_scoring_table()?;
+    }
     drop(window);
     // Else `serve` would replay the whole load (34 s at 6 million families).
     crate::service::close_with_snapshot(store, &config.storage_path)?;

@@ -96,7 +96,7 @@ fn fill_scoring_table(store: &Store, saved: Option<storage::store::SavedTable>) 
                 tracing::info!(
                     families,
                     seconds = started.elapsed().as_secs_f64(),
-                    "loaded the scoring table that the last clean stop saved"
+                    "loaded the scoring table that the last clean stop or load saved"
                 );
                 return;
             }

@@ -399,3 +399,21 @@ pub async fn send_all(server: &Server, events: &[(&'static str, Value)]) {
 pub fn local_today() -> chrono::NaiveDate {
     actors::scoring::local_date(chrono::Utc::now())
 }
+
+/// Posts as an operator's client does: a 503 (after a start, while the
+/// scoring table is being built) is tried again after its `Retry-After`.
+pub async fn post_when_ready(
+    server: &Server,
+    path: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    for _ in 0..300 {
+        let (status, answer) = post(server, path, token, body.clone()).await;
+        if status != 503 {
+            return (status, answer);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{path} still answers 503 after 30 s");
+}
