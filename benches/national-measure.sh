@@ -127,7 +127,10 @@ text = open(path).read()
 block = re.search(r'\[\[program\]\]\ncode = "large_family"\n(?:.*\n)*?(?=\n\[\[|\Z)', text)
 assert block, "no large_family program"
 changed = re.sub(r'min_children = \d+', 'min_children = 3', block.group(0))
-open(path, "w").write(text.replace(block.group(0), changed))
+text = text.replace(block.group(0), changed)
+# A changed catalogue gets a version of its own (stored decisions name it).
+text = re.sub(r'^version = "([^"]*)"', r'version = "\1-measure"', text, count=1, flags=re.M)
+open(path, "w").write(text)
 EOF
 profile rescore 120
 t0=$(date +%s.%N)
