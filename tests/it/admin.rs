@@ -149,6 +149,7 @@ async fn roles_masking_and_the_audit_log() {
                 .contains("re-evaluated by operator alice")),
         "{family}"
     );
+    applied(&world.server).await;
     let (_, stats) = get(&world.server, "/v1/stats", VIEWER).await;
     assert_eq!(stats["reviews"]["verified"], 1, "{stats}");
     let (_, audit) = get(&world.server, "/v1/audit?limit=100", AUDITOR).await;
@@ -209,11 +210,9 @@ async fn pagination_never_skips_or_repeats_and_filters_hold() {
             .0,
         200
     );
-    eventually("25 families", Duration::from_secs(20), || async {
-        let (_, stats) = get(&world.server, "/v1/stats", VIEWER).await;
-        (stats["families"] == 25).then_some(())
-    })
-    .await;
+    applied(&world.server).await;
+    let (_, stats) = get(&world.server, "/v1/stats", VIEWER).await;
+    assert_eq!(stats["families"], 25, "{stats}");
     let walk = |query: &'static str| {
         let server = &world.server;
         async move {

@@ -48,6 +48,7 @@ async fn the_dashboard_shows_counts_map_and_pipeline_in_a_real_browser() {
         f["members"].as_array().is_some_and(|m| m.len() == 6)
     })
     .await;
+    applied(&world.server).await;
     let (_, stats) = get(&world.server, "/v1/stats", VIEWER).await;
     let level = ["A", "B", "C", "D", "E"]
         .into_iter()

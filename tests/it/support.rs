@@ -417,3 +417,26 @@ pub async fn post_when_ready(
     }
     panic!("{path} still answers 503 after 30 s");
 }
+
+/// Waits until every accepted event is applied and written (the log's backlog
+/// is 0). A family's actor answers reads as soon as it has applied an event;
+/// the counters of `/v1/stats` and the stored record follow its batch's commit,
+/// which the dispatcher's commit thread writes a moment later.
+pub async fn applied(server: &Server) {
+    eventually("the log applied", Duration::from_secs(20), || async {
+        let metrics = client()
+            .get(format!("{}/metrics", server.admin))
+            .bearer_auth(VIEWER)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        metrics
+            .lines()
+            .any(|line| line == "dfm_log_backlog 0")
+            .then_some(())
+    })
+    .await
+}

@@ -40,6 +40,7 @@ async fn two_families() -> (World, std::path::PathBuf) {
         f["members"].as_array().is_some_and(|m| m.len() == 6)
     })
     .await;
+    applied(&world.server).await;
     let catalogue = world.dir.path().join("programs.toml");
     (world, catalogue)
 }
