@@ -349,7 +349,8 @@ pub struct Dispatcher {
 /// A batch's commit on its way to disk (see [`Dispatcher::deliver`]).
 struct Pending {
     families: HashSet<FamilyId>,
-    written: Shared<BoxFuture<'static, ()>>,
+    /// `Err` if the thread writing it panicked.
+    written: Shared<BoxFuture<'static, Result<(), String>>>,
 }
 
 impl Dispatcher {
@@ -373,6 +374,8 @@ impl Dispatcher {
     }
 
     /// Waits until the last batch's commit is written (and its watermark moved).
+    /// A commit that panicked panics the dispatcher, as it did when the
+    /// dispatcher wrote it itself: going on would move the watermark past it.
     async fn settle(&self) {
         let written = self
             .pending
@@ -381,7 +384,9 @@ impl Dispatcher {
             .as_ref()
             .map(|pending| pending.written.clone());
         if let Some(written) = written {
-            written.await;
+            if let Err(error) = written.await {
+                panic!("the thread writing a batch of families failed: {error}");
+            }
         }
     }
 
@@ -655,11 +660,7 @@ impl Dispatcher {
             }
             hand_on(&directory.environment, &metrics, commits);
         })
-        .map(|joined| {
-            if let Err(error) = joined {
-                tracing::error!(%error, "the thread writing a batch of families failed");
-            }
-        })
+        .map(|joined| joined.map_err(|error| error.to_string()))
         .boxed()
         .shared();
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pending {

@@ -604,19 +604,7 @@ async fn a_panicking_handler_restarts_its_family_and_spares_the_others() {
 
 /// `dfm_feed_ids_unpacked` on the admin port.
 async fn unpacked_ids(server: &Server) -> Option<u64> {
-    let metrics = client()
-        .get(format!("{}/metrics", server.admin))
-        .bearer_auth(VIEWER)
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("dfm_feed_ids_unpacked "))
-        .and_then(|value| value.trim().parse().ok())
+    metric(server, "dfm_feed_ids_unpacked").await?.parse().ok()
 }
 
 #[actix_rt::test]
@@ -795,11 +783,7 @@ async fn a_family_passivated_while_its_last_batch_is_written_comes_back_whole() 
             .0,
         200
     );
-    eventually("the fillers", Duration::from_secs(20), || async {
-        let (_, stats) = get(&world.server, "/v1/stats", VIEWER).await;
-        (stats["families"] == ROUNDS * FILLERS).then_some(())
-    })
-    .await;
+    applied(&world.server).await;
     let filler = |events: &mut Vec<serde_json::Value>, index: u32| {
         events.push(event(
             &format!("fill-moved-{index}"),
@@ -880,33 +864,23 @@ async fn active_families_stay_under_the_cap_and_passivated_ones_come_back() {
     })
     .await;
     // The gauges are set once the dispatcher has finished its batch.
-    let metrics = eventually(
+    let passivated = eventually(
         "the passivation gauges",
         Duration::from_secs(10),
         || async {
-            let metrics = client()
-                .get(format!("{}/metrics", world.server.admin))
-                .bearer_auth(VIEWER)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let passivated = metrics
-                .lines()
-                .find_map(|line| line.strip_prefix("dfm_families_passivated_total "))
-                .and_then(|v| v.trim().parse::<i64>().ok())?;
-            (passivated >= 100).then_some(metrics)
+            let passivated: i64 = metric(&world.server, "dfm_families_passivated_total")
+                .await?
+                .parse()
+                .ok()?;
+            (passivated >= 100).then_some(passivated)
         },
     )
     .await;
-    let active: i64 = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("dfm_families_active "))
-        .and_then(|v| v.trim().parse().ok())
+    let active: i64 = metric(&world.server, "dfm_families_active")
+        .await
+        .and_then(|v| v.parse().ok())
         .expect("dfm_families_active");
-    assert!(active <= 16, "{metrics}");
+    assert!(active <= 16, "{active} active, {passivated} passivated");
     // A passivated family comes back from sled with all it knew.
     let more = event(
         "cap-0-c",

@@ -418,25 +418,30 @@ pub async fn post_when_ready(
     panic!("{path} still answers 503 after 30 s");
 }
 
+/// One metric's value on the admin port, as the scrape writes it.
+pub async fn metric(server: &Server, name: &str) -> Option<String> {
+    let metrics = client()
+        .get(format!("{}/metrics", server.admin))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        Some(value.trim().to_owned())
+    })
+}
+
 /// Waits until every accepted event is applied and written (the log's backlog
 /// is 0). A family's actor answers reads as soon as it has applied an event;
 /// the counters of `/v1/stats` and the stored record follow its batch's commit,
 /// which the dispatcher's commit thread writes a moment later.
 pub async fn applied(server: &Server) {
     eventually("the log applied", Duration::from_secs(20), || async {
-        let metrics = client()
-            .get(format!("{}/metrics", server.admin))
-            .bearer_auth(VIEWER)
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        metrics
-            .lines()
-            .any(|line| line == "dfm_log_backlog 0")
-            .then_some(())
+        (metric(server, "dfm_log_backlog").await? == "0").then_some(())
     })
     .await
 }
