@@ -698,7 +698,28 @@ mod tests {
                 }
                 record
             });
-            let records: Vec<_> = records.iter().cloned().chain(iin_births).collect();
+            // Incomes in two months only: members then share months with
+            // other sources, which must not share an income map's shape.
+            let two_months = records.iter().map(|record| {
+                let mut record = record.clone();
+                for member in &mut record.members {
+                    let incomes = std::mem::take(&mut member.facts.incomes);
+                    member.facts.incomes = incomes
+                        .into_iter()
+                        .enumerate()
+                        .map(|(index, (_, by_source))| {
+                            (Month::new(2026, 9 + index as u32 % 2).unwrap(), by_source)
+                        })
+                        .collect();
+                }
+                record
+            });
+            let records: Vec<_> = records
+                .iter()
+                .cloned()
+                .chain(iin_births)
+                .chain(two_months)
+                .collect();
             for record in &records {
                 let mut bytes = Vec::new();
                 crate::compact::encode(record, &mut bytes);
