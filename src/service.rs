@@ -92,7 +92,6 @@ fn fill_scoring_table(store: &Store, saved: Option<storage::store::SavedTable>) 
     if let Some(saved) = saved {
         match saved.load_into(&table) {
             Ok(families) => {
-                table.set_built();
                 tracing::info!(
                     families,
                     seconds = started.elapsed().as_secs_f64(),

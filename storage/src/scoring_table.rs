@@ -3,8 +3,8 @@
 //! speed, instead of reading and decoding every family record.
 //!
 //! The table is a cache of the family records, never the truth: `serve` fills
-//! it at start ([`crate::Store::load_scoring_table`] from what a clean stop
-//! saved, else [`crate::Store::build_scoring_table`] from every record, in the
+//! it at start ([`crate::Store::take_saved_scoring_table`] from what a clean
+//! stop or a load saved, else [`crate::Store::build_scoring_table`] from every record, in the
 //! background), and every family write puts the family's compact form here
 //! after its record ([`ScoringTable::put`]). The build only adds families the
 //! table does not have yet ([`ScoringTable::put_if_absent`]): whichever way a

@@ -207,7 +207,7 @@ pub struct SavedTable {
 
 impl SavedTable {
     /// Adds the saved families to `table`, unless it has them (a family
-    /// written since is newer); returns how many it read.
+    /// written since is newer), and marks it built; returns how many it read.
     pub fn load_into(mut self, table: &ScoringTable) -> Result<u64> {
         use std::io::Read;
         let error = file_error(&self.path);
@@ -229,6 +229,7 @@ impl SavedTable {
                 .load_shard(&bytes)
                 .map_err(|e| corrupt("scoring table file", &(index as u32).to_be_bytes(), e))?;
         }
+        table.set_built();
         Ok(families)
     }
 }
@@ -1329,19 +1330,6 @@ impl Store {
         Ok(true)
     }
 
-    /// Loads the scoring table a clean stop saved ([`Store::take_saved_scoring_table`],
-    /// then [`SavedTable::load_into`]) and marks it built; returns how many
-    /// families it read, `None` when the table must be built from the records.
-    pub fn load_scoring_table(&self) -> Result<Option<u64>> {
-        let Some(saved) = self.take_saved_scoring_table()? else {
-            return Ok(None);
-        };
-        let table = self.enable_scoring_table();
-        let families = saved.load_into(&table)?;
-        table.set_built();
-        Ok(Some(families))
-    }
-
     /// The scoring table a clean stop saved, when nothing was applied since
     /// and its format is this one's: its mark taken (a crash after this start
     /// rebuilds from the records), its header and codes read. `None` when the
@@ -2070,6 +2058,14 @@ mod tests {
             .collect()
     }
 
+    /// What a start does with a saved scoring table: take it, then read it.
+    fn load_saved(store: &Store) -> Result<Option<u64>> {
+        let Some(saved) = store.take_saved_scoring_table()? else {
+            return Ok(None);
+        };
+        saved.load_into(&store.enable_scoring_table()).map(Some)
+    }
+
     #[test]
     fn catalogues_are_kept_by_version() {
         let store = Store::open_temporary().unwrap();
@@ -2683,15 +2679,15 @@ mod tests {
         };
         {
             let store = Store::open(directory.path()).unwrap();
-            assert_eq!(store.load_scoring_table().unwrap(), Some(500));
+            assert_eq!(load_saved(&store).unwrap(), Some(500));
             assert!(store.complete_scoring_table().is_some());
             assert_eq!(table_projections(&store.enable_scoring_table()), expected);
             // Taken: a crash after this start finds no saved table.
-            assert_eq!(store.load_scoring_table().unwrap(), None);
+            assert_eq!(load_saved(&store).unwrap(), None);
         }
         {
             let store = Store::open(directory.path()).unwrap();
-            assert_eq!(store.load_scoring_table().unwrap(), None);
+            assert_eq!(load_saved(&store).unwrap(), None);
             assert!(store.complete_scoring_table().is_none());
             // Saved again, then something is applied before the next start
             // (a bulk load, a build that did not save): the saved table is old.
@@ -2701,7 +2697,7 @@ mod tests {
         }
         {
             let store = Store::open(directory.path()).unwrap();
-            assert_eq!(store.load_scoring_table().unwrap(), None);
+            assert_eq!(load_saved(&store).unwrap(), None);
             assert_eq!(store.build_scoring_table(2).unwrap(), 500);
             assert!(store.save_scoring_table().unwrap());
         }
@@ -2743,7 +2739,7 @@ mod tests {
             .set_len(length - 10)
             .unwrap();
         let store = Store::open(directory.path()).unwrap();
-        assert!(store.load_scoring_table().is_err());
+        assert!(load_saved(&store).is_err());
         assert!(store.complete_scoring_table().is_none());
     }
 

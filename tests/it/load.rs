@@ -59,18 +59,20 @@ async fn generate_then_load_then_serve() {
 
     let sms = SmsSimulator::start(SmsSimulatorOptions::default()).unwrap();
     let bank = BankSimulator::start(BankSimulatorOptions::default()).unwrap();
-    let config = dir.path().join("dfm.toml");
-    std::fs::write(
-        &config,
-        config_text(
-            &dir.path().join("store"),
+    // A configuration named `{name}.toml` for the store `name`, both in `dir`.
+    let configured = |name: &str| {
+        let config = dir.path().join(format!("{name}.toml"));
+        let text = config_text(
+            &dir.path().join(name),
             &sms.url(),
             &bank.url(),
             ("72h", "48h"),
             "",
-        ),
-    )
-    .unwrap();
+        );
+        std::fs::write(&config, text).unwrap();
+        config
+    };
+    let config = configured("store");
     let config_text_path = config.to_str().unwrap();
 
     // A load that stops midway (here: a line that is not UTF-8) leaves the
@@ -158,18 +160,7 @@ async fn generate_then_load_then_serve() {
     // Into an empty store, the load also saves the scoring table: the first
     // start reads it instead of every record, and what-ifs agree with a table
     // built from the records (the first store's, loaded over a broken load).
-    let fresh = dir.path().join("fresh.toml");
-    std::fs::write(
-        &fresh,
-        config_text(
-            &dir.path().join("fresh"),
-            &sms.url(),
-            &bank.url(),
-            ("72h", "48h"),
-            "",
-        ),
-    )
-    .unwrap();
+    let fresh = configured("fresh");
     let output = dfm(&["load", "--config", fresh.to_str().unwrap(), events_text]);
     assert!(output.status.success());
     assert!(dir.path().join("fresh/dfm-scoring-table").exists());
