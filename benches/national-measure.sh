@@ -46,6 +46,9 @@ profile() {
   [ "${PERF:-0}" = 1 ] || return 0
   perf record -g -F 499 -o "$1.perf" -p "$pid" -- sleep "$2" > /dev/null 2>&1 &
 }
+# Where the dispatcher's time went so far: routing (the citizen index), and
+# applying through the actors (delivery), as sums of seconds and batch counts.
+dispatch() { echo "dispatcher $1: $(curl -s -H "Authorization: Bearer alice-secret" "$admin/metrics" | grep -E '^dfm_dispatch_(route|deliver)_seconds_(sum|count)' | tr '\n' ' ')"; }
 rss() { echo "VmRSS $1: $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$pid/status) (peak so far $(awk '/VmHWM/ {print $2/1024 " MB"}' /proc/$pid/status))"; }
 latencies() {
   for _ in $(seq 1 200); do
@@ -109,6 +112,7 @@ python3 "$here/feed-under-load.py" --public "$public" --admin "$admin" --config 
   --events feed.ndjson --prefix "m$(date +%s)-" --families-stored "$families"
 wait_applied "$(date +%s.%N)"
 rss "after the feed"
+dispatch "after the feed"
 
 profile whatif 60
 t0=$(date +%s.%N)
@@ -139,6 +143,7 @@ t1=$(date +%s.%N)
 echo "re-score after the catalogue change: scan $(echo "$t1 - $t0" | bc) s; $(cat reload.json)"
 wait_applied "$t0"
 rss "after the re-score"
+dispatch "after the re-score"
 
 t0=$(date +%s.%N)
 kill -TERM "$pid"; wait "$pid" || true

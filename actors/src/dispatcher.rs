@@ -24,7 +24,7 @@ use actix::prelude::*;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{self, StreamExt};
 use storage::event::{EventData, LogEntry, Subject};
-use storage::ids::FamilyId;
+use storage::ids::{FamilyId, Iin};
 use storage::record::CitizenFacts;
 use storage::store::{Counted, QuarantineRecord};
 use storage::{Store, StoreError};
@@ -344,6 +344,44 @@ pub struct Dispatcher {
     dispatched_through: std::sync::atomic::AtomicU64,
     /// The last batch's commit, being written while the next batch is applied.
     pending: Mutex<Option<Pending>>,
+    /// Recent answers of the citizen index.
+    routes: Mutex<Routes>,
+}
+
+/// Citizens' families as the dispatcher last read or wrote them in the citizen
+/// index. The dispatcher is the index's only writer while the service runs,
+/// and it writes through here, so an answer kept here is the stored one.
+///
+/// A feed sends each citizen a few events close together (a month's incomes,
+/// an employment change): at a national population the index's buckets are far
+/// more than sled's cache holds, and each event read its bucket from the log
+/// file again. Two generations of at most [`ROUTES_KEPT`] citizens each: when
+/// the newer one is full, the older one is dropped.
+#[derive(Default)]
+struct Routes {
+    newer: HashMap<Iin, Option<FamilyId>>,
+    older: HashMap<Iin, Option<FamilyId>>,
+}
+
+/// Citizens per generation of [`Routes`] (about 70 bytes each).
+pub const ROUTES_KEPT: usize = 100_000;
+
+impl Routes {
+    fn get(&mut self, iin: &Iin) -> Option<Option<FamilyId>> {
+        if let Some(family) = self.newer.get(iin) {
+            return Some(family.clone());
+        }
+        let family = self.older.remove(iin)?;
+        self.put(*iin, family.clone());
+        Some(family)
+    }
+
+    fn put(&mut self, iin: Iin, family: Option<FamilyId>) {
+        if self.newer.len() >= ROUTES_KEPT && !self.newer.contains_key(&iin) {
+            self.older = std::mem::take(&mut self.newer);
+        }
+        self.newer.insert(iin, family);
+    }
 }
 
 /// A batch's commit on its way to disk (see [`Dispatcher::deliver`]).
@@ -370,7 +408,30 @@ impl Dispatcher {
             wake,
             dispatched_through: std::sync::atomic::AtomicU64::new(applied),
             pending: Mutex::new(None),
+            routes: Mutex::new(Routes::default()),
         }
+    }
+
+    /// The citizen's family in the citizen index (see [`Routes`]).
+    fn family_of(&self, iin: &Iin) -> Result<Option<FamilyId>, StoreError> {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(family) = routes.get(iin) {
+            return Ok(family);
+        }
+        let family = self.store.family_of(iin)?;
+        routes.put(*iin, family.clone());
+        Ok(family)
+    }
+
+    /// Writes the citizen's family into the citizen index and [`Routes`].
+    fn set_family_of(&self, iin: &Iin, family: Option<&FamilyId>) -> Result<(), StoreError> {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        // Forgotten first: if the write fails, the next read asks the store.
+        routes.newer.remove(iin);
+        routes.older.remove(iin);
+        self.store.set_family_of(iin, family)?;
+        routes.put(*iin, family.cloned());
+        Ok(())
     }
 
     /// Waits until the last batch's commit is written (and its watermark moved).
@@ -522,7 +583,7 @@ impl Dispatcher {
                 iin,
                 role,
             } => {
-                let current = self.store.family_of(iin)?;
+                let current = self.family_of(iin)?;
                 if let Some(previous) = current.as_ref().filter(|g| *g != family_id) {
                     // Moving: the old family lets go first, writing the facts to
                     // the orphan store, from where the new family takes them.
@@ -530,7 +591,7 @@ impl Dispatcher {
                     self.deliver(groups, Counted { seq, whole: false }).await;
                 }
                 if current.as_ref() != Some(family_id) {
-                    self.store.set_family_of(iin, Some(family_id))?;
+                    self.set_family_of(iin, Some(family_id))?;
                 }
                 let orphan = match groups.orphans.remove(iin) {
                     Some(facts) => Some(facts),
@@ -551,10 +612,10 @@ impl Dispatcher {
                 );
             }
             EventData::MemberRemoved { family_id, iin } => {
-                if self.store.family_of(iin)?.as_ref() == Some(family_id) {
+                if self.family_of(iin)?.as_ref() == Some(family_id) {
                     groups.push(family_id.clone(), seq, FamilyInput::Detach { iin: *iin });
                     self.deliver(groups, Counted { seq, whole: false }).await;
-                    self.store.set_family_of(iin, None)?;
+                    self.set_family_of(iin, None)?;
                 } else {
                     self.metrics.inc("dfm_inputs_ignored_total", &[]);
                 }
@@ -564,7 +625,7 @@ impl Dispatcher {
                     let family_id = family_id.clone();
                     groups.push(family_id, seq, FamilyInput::Feed(event));
                 }
-                Subject::Citizen(iin) => match self.store.family_of(iin)? {
+                Subject::Citizen(iin) => match self.family_of(iin)? {
                     Some(family_id) => groups.push(family_id, seq, FamilyInput::Feed(event)),
                     None => {
                         let mut facts = match groups.orphans.remove(iin) {
@@ -774,6 +835,39 @@ impl Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes_keep_two_generations_and_promote_what_is_read() {
+        let born = chrono::NaiveDate::from_ymd_opt(1980, 1, 1).expect("a date");
+        let iins: Vec<Iin> = (0u64..)
+            .filter_map(|n| {
+                let day = born + chrono::Days::new(n / 9_000);
+                let serial = u32::try_from(n % 9_000).expect("a serial");
+                Iin::from_parts(day, storage::ids::Sex::Female, serial)
+            })
+            .take(2 * ROUTES_KEPT)
+            .collect();
+        let family = |n: usize| Some(FamilyId::parse(&format!("F{n}")).expect("an id"));
+        let mut routes = Routes::default();
+        routes.put(iins[0], family(0));
+        routes.put(iins[1], None);
+        for (n, iin) in iins.iter().enumerate().take(ROUTES_KEPT).skip(2) {
+            routes.put(*iin, family(n));
+        }
+        // The newer generation is full: the next citizen starts another.
+        routes.put(iins[ROUTES_KEPT], family(7));
+        assert_eq!(routes.older.len(), ROUTES_KEPT);
+        assert_eq!(routes.newer.len(), 1);
+        // A citizen read from the older generation moves to the newer one.
+        assert_eq!(routes.get(&iins[0]), Some(family(0)));
+        assert_eq!(routes.get(&iins[1]), Some(None));
+        for iin in &iins[ROUTES_KEPT + 1..] {
+            routes.put(*iin, None);
+        }
+        assert!(routes.newer.len() <= ROUTES_KEPT && routes.older.len() <= ROUTES_KEPT);
+        assert_eq!(routes.get(&iins[0]), Some(family(0)), "read, so kept");
+        assert_eq!(routes.get(&iins[2]), None, "not read since: dropped");
+    }
 
     /// Ids that differ only in their last digits (as a national population's
     /// do) spread over the directory's shards and the arbiters evenly.

@@ -535,6 +535,24 @@ async fn facts_arriving_before_the_family_count_once_it_exists() {
     })
     .await;
     assert_eq!(old["family_id"], "F-ORDER");
+    // The citizen's next fact goes to the new family, not where the dispatcher
+    // last routed the citizen.
+    let later = event(
+        "o-8",
+        "income.reported",
+        json!({"iin": person, "month": "2026-09", "amount": "70000.00", "source": "salary"}),
+    );
+    assert_eq!(
+        feed(&world.server, "income", "income-secret", ndjson(&[later]))
+            .await
+            .0,
+        200
+    );
+    let other = wait_family(&world.server, "F-OTHER", |f| {
+        f["members"][0]["incomes"]["2026-09"]["salary"] == "70000.00"
+    })
+    .await;
+    assert_eq!(other["members"].as_array().map(Vec::len), Some(1));
 }
 
 #[actix_rt::test]
