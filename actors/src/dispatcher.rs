@@ -387,6 +387,8 @@ impl Routes {
 /// A batch's commit on its way to disk (see [`Dispatcher::deliver`]).
 struct Pending {
     families: HashSet<FamilyId>,
+    /// Citizens whose orphan facts it puts or takes.
+    orphans: HashSet<Iin>,
     /// `Err` if the thread writing it panicked.
     written: Shared<BoxFuture<'static, Result<(), String>>>,
 }
@@ -448,6 +450,22 @@ impl Dispatcher {
             if let Err(error) = written.await {
                 panic!("the thread writing a batch of families failed: {error}");
             }
+        }
+    }
+
+    /// Waits for the last batch's commit if it changes the citizen's orphan
+    /// facts: reading them from the store before would read older ones. A feed
+    /// that adds members already in their family asks for every one of them,
+    /// and waiting each time took the commit thread's overlap away.
+    async fn settle_orphan(&self, iin: &Iin) {
+        let changes = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|pending| pending.orphans.contains(iin));
+        if changes {
+            self.settle().await;
         }
     }
 
@@ -597,7 +615,7 @@ impl Dispatcher {
                     Some(facts) => Some(facts),
                     None => {
                         // A commit not yet written may hold the citizen's facts.
-                        self.settle().await;
+                        self.settle_orphan(iin).await;
                         self.store.orphan(iin)?
                     }
                 };
@@ -631,7 +649,7 @@ impl Dispatcher {
                         let mut facts = match groups.orphans.remove(iin) {
                             Some(facts) => facts,
                             None => {
-                                self.settle().await;
+                                self.settle_orphan(iin).await;
                                 self.store
                                     .orphan(iin)?
                                     .unwrap_or_else(|| CitizenFacts::new(*iin))
@@ -699,6 +717,13 @@ impl Dispatcher {
             }
         }
         self.settle().await;
+        let orphans: HashSet<Iin> = commits
+            .iter()
+            .flat_map(|commit| {
+                (commit.orphans_taken.iter().copied())
+                    .chain(commit.orphans_put.iter().map(|facts| facts.iin))
+            })
+            .collect();
         let store = self.store.clone();
         let metrics = self.metrics.clone();
         let directory = self.directory.clone();
@@ -726,6 +751,7 @@ impl Dispatcher {
         .shared();
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pending {
             families: batch.into_iter().map(|(family_id, _)| family_id).collect(),
+            orphans,
             written,
         });
     }

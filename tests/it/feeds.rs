@@ -851,6 +851,71 @@ async fn a_family_passivated_while_its_last_batch_is_written_comes_back_whole() 
     }
 }
 
+/// A member who leaves a family leaves their facts in the orphan store, written
+/// with the family's batch on the commit thread; joining another family at
+/// once reads them there. The read must wait for that commit, and only that one.
+#[actix_rt::test]
+async fn a_member_who_moves_while_the_old_familys_commit_is_written_takes_the_facts_along() {
+    let world = world().await;
+    // The failpoint writes this family's batches 300 ms late.
+    let from = "failpoint-slow-commit-move";
+    let person = iin("1982-07-14", true, 31);
+    let join = event(
+        "mv-1",
+        "family.member_added",
+        json!({"family_id": from, "iin": person, "role": "head"}),
+    );
+    assert_eq!(
+        feed(&world.server, "population", POPULATION, ndjson(&[join]))
+            .await
+            .0,
+        200
+    );
+    let disability = event(
+        "mv-2",
+        "disability.assessed",
+        json!({"iin": person, "group": "2", "until": null}),
+    );
+    assert_eq!(
+        feed(
+            &world.server,
+            "health",
+            "health-secret",
+            ndjson(&[disability])
+        )
+        .await
+        .0,
+        200
+    );
+    applied(&world.server).await;
+    let leave = event(
+        "mv-3",
+        "family.member_removed",
+        json!({"family_id": from, "iin": person}),
+    );
+    let join_other = event(
+        "mv-4",
+        "family.member_added",
+        json!({"family_id": "F-MOVED-TO", "iin": person, "role": "head"}),
+    );
+    assert_eq!(
+        feed(
+            &world.server,
+            "population",
+            POPULATION,
+            ndjson(&[leave, join_other])
+        )
+        .await
+        .0,
+        200
+    );
+    let moved = wait_family(&world.server, "F-MOVED-TO", |f| {
+        f["members"].as_array().is_some_and(|m| m.len() == 1)
+    })
+    .await;
+    assert_eq!(moved["members"][0]["disability"]["group"], "2", "{moved}");
+}
+
 #[actix_rt::test]
 async fn active_families_stay_under_the_cap_and_passivated_ones_come_back() {
     let world = world_with(
