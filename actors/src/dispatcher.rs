@@ -367,6 +367,10 @@ struct Routes {
 pub const ROUTES_KEPT: usize = 100_000;
 
 impl Routes {
+    fn contains(&self, iin: &Iin) -> bool {
+        self.newer.contains_key(iin) || self.older.contains_key(iin)
+    }
+
     fn get(&mut self, iin: &Iin) -> Option<Option<FamilyId>> {
         if let Some(family) = self.newer.get(iin) {
             return Some(family.clone());
@@ -423,6 +427,61 @@ impl Dispatcher {
         let family = self.store.family_of(iin)?;
         routes.put(*iin, family.clone());
         Ok(family)
+    }
+
+    /// Reads the families of the batch's citizens that [`Routes`] lacks on
+    /// several threads into it, before the batch is routed one entry at a time:
+    /// at a national population the index's buckets are mostly not in sled's
+    /// cache (after a start, not even in the system's), and routing waited for
+    /// them one at a time, as activations did before [`Dispatcher::prefetch`].
+    /// Nothing writes the index until routing starts, so what is read is what is
+    /// stored; errors are left to routing's own read.
+    fn prefetch_routes(&self, entries: &[(u64, LogEntry)]) {
+        let unknown: Vec<Iin> = {
+            let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+            let citizens: HashSet<Iin> = entries
+                .iter()
+                .filter_map(|(_, entry)| match entry {
+                    LogEntry::Feed { event, .. } => match &event.data {
+                        EventData::MemberAdded { iin, .. }
+                        | EventData::MemberRemoved { iin, .. } => Some(*iin),
+                        data => match data.subject() {
+                            Subject::Citizen(iin) => Some(*iin),
+                            Subject::Family(_) => None,
+                        },
+                    },
+                    _ => None,
+                })
+                .filter(|iin| !routes.contains(iin))
+                .collect();
+            citizens.into_iter().collect()
+        };
+        let threads = (unknown.len() / PREFETCH_PER_THREAD_MIN).min(PREFETCH_THREADS);
+        if threads < 2 {
+            return;
+        }
+        let per_thread = unknown.len().div_ceil(threads);
+        let store = &self.store;
+        let found: Vec<(Iin, Option<FamilyId>)> = std::thread::scope(|scope| {
+            let parts: Vec<_> = unknown
+                .chunks(per_thread)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .filter_map(|iin| Some((*iin, store.family_of(iin).ok()?)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|part| part.join().unwrap_or_default())
+                .collect()
+        });
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        for (iin, family) in found {
+            routes.put(iin, family);
+        }
     }
 
     /// Writes the citizen's family into the citizen index and [`Routes`].
@@ -551,6 +610,7 @@ impl Dispatcher {
         };
         let started = Instant::now();
         let count = entries.len();
+        self.prefetch_routes(&entries);
         let mut groups = Groups::default();
         for (seq, entry) in entries {
             self.route(seq, entry, &mut groups).await?;

@@ -140,6 +140,45 @@ async fn generate_then_load_then_serve() {
     assert_eq!(status, 200, "{family}");
     assert!(!family["members"].as_array().unwrap().is_empty());
     assert!(family["level"].is_string());
+    // Citizens' events after the start reach their families. The dispatcher
+    // has routed none of these citizens yet, so it reads the index for the
+    // batch's citizens at once, on several threads (`prefetch_routes`).
+    let mut members = Vec::new();
+    for n in 1..=40 {
+        let id = format!("F{n:08}");
+        let (_, family) = get(&server, &format!("/v1/families/{id}"), OPERATOR).await;
+        for member in family["members"].as_array().unwrap() {
+            members.push((id.clone(), member["iin"].as_str().unwrap().to_owned()));
+        }
+    }
+    assert!(members.len() > 100, "{}", members.len());
+    let incomes: Vec<serde_json::Value> = members
+        .iter()
+        .enumerate()
+        .map(|(n, (_, iin))| {
+            event(
+                &format!("after-load-{n}"),
+                "income.reported",
+                json!({"iin": iin, "month": "2019-01", "amount": "1234.00", "source": "other"}),
+            )
+        })
+        .collect();
+    let (status, answer) = feed(&server, "income", "income-secret", ndjson(&incomes)).await;
+    assert_eq!(status, 200, "{answer}");
+    applied(&server).await;
+    for (family_id, iin) in &members {
+        let (_, family) = get(&server, &format!("/v1/families/{family_id}"), OPERATOR).await;
+        let member = family["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["iin"] == iin.as_str())
+            .unwrap_or_else(|| panic!("{iin} left {family_id}"));
+        assert_eq!(
+            member["incomes"]["2019-01"]["other"], "1234.00",
+            "{family_id}: {member}"
+        );
+    }
     // Offers decided during the load are sent once the service runs.
     let offered = stats["entitlements"]["offered"].as_i64().unwrap();
     assert!(offered > 0, "{stats}");
