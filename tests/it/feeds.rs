@@ -504,31 +504,7 @@ async fn facts_arriving_before_the_family_count_once_it_exists() {
         .unwrap();
     assert_eq!(disability["eligible"], true, "{disability}");
     // The citizen moves to another family and takes the facts along.
-    let leave = event(
-        "o-6",
-        "family.member_removed",
-        json!({"family_id": "F-ORDER", "iin": person}),
-    );
-    let join_other = event(
-        "o-7",
-        "family.member_added",
-        json!({"family_id": "F-OTHER", "iin": person, "role": "head"}),
-    );
-    assert_eq!(
-        feed(
-            &world.server,
-            "population",
-            POPULATION,
-            ndjson(&[leave, join_other])
-        )
-        .await
-        .0,
-        200
-    );
-    let other = wait_family(&world.server, "F-OTHER", |f| {
-        f["members"].as_array().is_some_and(|m| m.len() == 1)
-    })
-    .await;
+    let other = move_member(&world.server, "o-6", &person, "F-ORDER", "F-OTHER").await;
     assert_eq!(other["members"][0]["disability"]["group"], "2");
     let old = wait_family(&world.server, "F-ORDER", |f| {
         f["members"].as_array().is_some_and(|m| m.is_empty())
@@ -888,32 +864,39 @@ async fn a_member_who_moves_while_the_old_familys_commit_is_written_takes_the_fa
         200
     );
     applied(&world.server).await;
+    let moved = move_member(&world.server, "mv-3", &person, from, "F-MOVED-TO").await;
+    assert_eq!(moved["members"][0]["disability"]["group"], "2", "{moved}");
+}
+
+/// The citizen leaves `from` and joins `to` as its head, in one request (event
+/// ids `{id}-leave` and `{id}-join`); returns `to` once it has the member.
+async fn move_member(
+    server: &Server,
+    id: &str,
+    person: &str,
+    from: &str,
+    to: &str,
+) -> serde_json::Value {
     let leave = event(
-        "mv-3",
+        &format!("{id}-leave"),
         "family.member_removed",
         json!({"family_id": from, "iin": person}),
     );
-    let join_other = event(
-        "mv-4",
+    let join = event(
+        &format!("{id}-join"),
         "family.member_added",
-        json!({"family_id": "F-MOVED-TO", "iin": person, "role": "head"}),
+        json!({"family_id": to, "iin": person, "role": "head"}),
     );
     assert_eq!(
-        feed(
-            &world.server,
-            "population",
-            POPULATION,
-            ndjson(&[leave, join_other])
-        )
-        .await
-        .0,
+        feed(server, "population", POPULATION, ndjson(&[leave, join]))
+            .await
+            .0,
         200
     );
-    let moved = wait_family(&world.server, "F-MOVED-TO", |f| {
+    wait_family(server, to, |f| {
         f["members"].as_array().is_some_and(|m| m.len() == 1)
     })
-    .await;
-    assert_eq!(moved["members"][0]["disability"]["group"], "2", "{moved}");
+    .await
 }
 
 #[actix_rt::test]
