@@ -81,10 +81,10 @@ struct DirectoryInner {
 pub const DIRECTORY_SHARDS: usize = 16;
 
 /// Family actors alive at once unless configured (`actors.active_families_max`).
-/// An active family that has been through the consent machinery holds about
-/// 12 KB; at 1 million families stored, a re-score of 179,127 families left the
-/// service at 1.9 GB with 100,000 and at 1.0 GB with 20,000. Feeds spread over a
-/// national population find few families still active either way.
+/// An active family holds about 7 KB: at 1 million families stored, a feed to
+/// 20,000 of them grew the service by 416 MB with this cap and by 289 MB with
+/// 2,000 (BENCHMARKS.md, ninth session). Feeds spread over a national
+/// population find few families still active either way.
 pub const ACTIVE_FAMILIES_MAX_DEFAULT: usize = 20_000;
 
 /// Threads that read a batch's inactive families at once (see
