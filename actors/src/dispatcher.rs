@@ -93,6 +93,11 @@ const PREFETCH_THREADS: usize = 16;
 /// Inactive families a prefetch thread is worth starting for.
 const PREFETCH_PER_THREAD_MIN: usize = 8;
 
+/// Threads worth reading `reads` items on, if more than one.
+fn prefetch_threads(reads: usize) -> Option<usize> {
+    Some((reads / PREFETCH_PER_THREAD_MIN).min(PREFETCH_THREADS)).filter(|threads| *threads >= 2)
+}
+
 /// Written changes go out: SMS to the notifier, payments to the bank gateway.
 /// Their mailboxes are bounded; when one is full the order is not handed on (it
 /// is in the outbox, and the actor's periodic sweep finds it), so a gateway
@@ -456,28 +461,10 @@ impl Dispatcher {
                 .collect();
             citizens.into_iter().collect()
         };
-        let threads = (unknown.len() / PREFETCH_PER_THREAD_MIN).min(PREFETCH_THREADS);
-        if threads < 2 {
+        let Some(threads) = prefetch_threads(unknown.len()) else {
             return;
-        }
-        let per_thread = unknown.len().div_ceil(threads);
-        let store = &self.store;
-        let found: Vec<(Iin, Option<FamilyId>)> = std::thread::scope(|scope| {
-            let parts: Vec<_> = unknown
-                .chunks(per_thread)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .filter_map(|iin| Some((*iin, store.family_of(iin).ok()?)))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            parts
-                .into_iter()
-                .flat_map(|part| part.join().unwrap_or_default())
-                .collect()
-        });
+        };
+        let found = self.store.families_of(&unknown, threads);
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         for (iin, family) in found {
             routes.put(iin, family);
@@ -827,8 +814,7 @@ impl Dispatcher {
             .map(|(family_id, _)| family_id)
             .filter(|family_id| self.directory.active(family_id).is_none())
             .collect();
-        let threads = (cold.len() / PREFETCH_PER_THREAD_MIN).min(PREFETCH_THREADS);
-        if threads >= 2 {
+        if let Some(threads) = prefetch_threads(cold.len()) {
             self.store.prefetch_families(&cold, threads);
         }
     }

@@ -1215,17 +1215,17 @@ impl Store {
     /// their commits next does not wait on the disk one at a time. Errors are
     /// left to those next reads.
     pub fn prefetch_families(&self, family_ids: &[&FamilyId], threads: usize) {
-        let per_thread = family_ids.len().div_ceil(threads.max(1)).max(1);
-        std::thread::scope(|scope| {
-            for part in family_ids.chunks(per_thread) {
-                scope.spawn(move || {
-                    for family_id in part {
-                        let key = family_id.as_str().as_bytes();
-                        let _ = self.trees.families.get(key);
-                    }
-                });
-            }
+        on_threads(family_ids, threads, |family_id| {
+            let _ = self.trees.families.get(family_id.as_str().as_bytes());
+            None::<()>
         });
+    }
+
+    /// [`Store::family_of`] for each of `iins`, on up to `threads` threads at
+    /// once, for the same reason as [`Store::prefetch_families`]; in no
+    /// particular order, without the citizens whose bucket could not be read.
+    pub fn families_of(&self, iins: &[Iin], threads: usize) -> Vec<(Iin, Option<FamilyId>)> {
+        on_threads(iins, threads, |iin| Some((*iin, self.family_of(iin).ok()?)))
     }
 
     /// Family records in id order after `after` (exclusive), at most `limit`.
@@ -1845,6 +1845,30 @@ fn migrate_single_entries(feed: &sled::Tree) -> Result<()> {
         feed.remove(key)?;
     }
     Ok(())
+}
+
+/// `read` on each of `items`, split over up to `threads` scoped threads; the
+/// answers it gives, in no particular order. A panic in `read` goes on here.
+fn on_threads<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    read: impl Fn(&T) -> Option<R> + Sync,
+) -> Vec<R> {
+    let per_thread = items.len().div_ceil(threads.max(1)).max(1);
+    let read = &read;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = items
+            .chunks(per_thread)
+            .map(|part| scope.spawn(move || part.iter().filter_map(read).collect::<Vec<R>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| {
+                part.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 fn bucket_corrupt(key: [u8; 4], error: citizen_index::BucketError) -> StoreError {
