@@ -366,6 +366,10 @@ pub fn load_file(config: &Config, file: std::fs::File) -> anyhow::Result<LoadRep
     let table = (config.scoring_table && families_stored(&store)? == 0)
         .then(|| store.enable_scoring_table());
     store.set_load_running(true)?;
+    // Offers to phones with no open request then read no request.
+    store
+        .fill_phone_filter()
+        .context("reading the phones of the open requests")?;
     let settings = config.consent_settings()?;
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<FeedEvent>>(LOAD_CHANNEL_CHUNKS);
     let parser_config = config.clone();

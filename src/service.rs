@@ -126,6 +126,23 @@ fn fill_scoring_table(store: &Store, saved: Option<storage::store::SavedTable>) 
     }
 }
 
+/// Reads the phones of every open consent request, after which an offer to a
+/// phone with none reads no request ([`storage::phone_filter`]).
+fn fill_phone_filter(store: &Store) {
+    let started = std::time::Instant::now();
+    match store.fill_phone_filter() {
+        Ok(true) => tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "read the phones of the open requests"
+        ),
+        Ok(false) => {}
+        Err(error) => tracing::error!(
+            %error,
+            "reading the phones of the open requests failed; every offer reads the requests until a restart"
+        ),
+    }
+}
+
 /// How often the packer looks at how many ids wait; how long it waits after a
 /// pass that failed.
 const PACK_CHECK: Duration = Duration::from_secs(1);
@@ -210,6 +227,13 @@ pub async fn start_with_store(
             .name("dfm-scoring-table".to_owned())
             .spawn(move || fill_scoring_table(&store, saved))
             .context("cannot start filling the scoring table")?;
+    }
+    {
+        let store = store.clone();
+        std::thread::Builder::new()
+            .name("dfm-phone-filter".to_owned())
+            .spawn(move || fill_phone_filter(&store))
+            .context("cannot start reading the open requests' phones")?;
     }
     let agency_backlog = http::public::AgencyBacklog::from_log(&store, store.applied_through()?)
         .context("counting each agency's unapplied events in the log")?;
@@ -376,6 +400,7 @@ impl Running {
         if let Some(table) = self.state.store.scoring_table() {
             table.abandon_build();
         }
+        self.state.store.abandon_phone_filter();
         let drained = matches!(
             tokio::time::timeout(Duration::from_secs(60), self.dispatcher).await,
             Ok(Ok(()))

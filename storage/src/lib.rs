@@ -11,6 +11,7 @@ pub mod event;
 pub mod feed_ids;
 pub mod ids;
 pub mod money;
+pub mod phone_filter;
 pub mod projection;
 pub mod record;
 pub mod scoring_table;

@@ -70,6 +70,7 @@ use crate::event::{LogEntry, TimerKind};
 use crate::feed_ids;
 use crate::ids::{FamilyId, Iin, Phone};
 use crate::money::Money;
+use crate::phone_filter::PhoneFilter;
 use crate::record::{CitizenFacts, FamilyRecord};
 use crate::scoring_table::ScoringTable;
 
@@ -542,6 +543,8 @@ pub struct Store {
     /// Where a clean stop saves the scoring table ([`SNAPSHOT_FILE`]); none
     /// for a temporary store.
     snapshot_file: Option<std::path::PathBuf>,
+    /// Phones that may have an open request ([`crate::phone_filter`]).
+    phone_filter: PhoneFilter,
 }
 
 /// The feed's ids whose entries are in the log and not yet packed into
@@ -815,6 +818,7 @@ impl Store {
             pack_lock: Mutex::new(()),
             scoring_table: OnceLock::new(),
             snapshot_file: None,
+            phone_filter: PhoneFilter::default(),
         })
     }
 
@@ -1043,6 +1047,7 @@ impl Store {
         orphans: &[CitizenFacts],
     ) -> Result<()> {
         let t = &self.trees;
+        self.mark_phones(commits);
         let mut writes = Writes::of(commits);
         for facts in orphans {
             let key = facts.iin.as_str().as_bytes().to_vec();
@@ -1540,6 +1545,7 @@ impl Store {
     /// between them loses this one change from the counters rather than counting
     /// it twice.
     pub fn commit_family(&self, commit: &FamilyCommit) -> Result<()> {
+        self.mark_phones(std::slice::from_ref(commit));
         let writes = Writes::of(std::slice::from_ref(commit));
         writes.put_side_tables(&self.trees)?;
         writes.put_families(&self.trees, self.scoring_table.get().map(|t| &**t))?;
@@ -1555,6 +1561,7 @@ impl Store {
         if commits.is_empty() {
             return Ok(());
         }
+        self.mark_phones(commits);
         let writes = Writes::of(commits);
         writes.put_side_tables(&self.trees)?;
         {
@@ -1569,6 +1576,31 @@ impl Store {
         }
         writes.put_families(&self.trees, self.scoring_table.get().map(|t| &**t))?;
         writes.remove_side_tables(&self.trees)
+    }
+
+    /// Marks the phones of the requests `commits` open, before they are written.
+    fn mark_phones(&self, commits: &[FamilyCommit]) {
+        for (phone, _) in commits.iter().flat_map(|commit| &commit.requests_opened) {
+            self.phone_filter.mark(phone.as_str().as_bytes());
+        }
+    }
+
+    /// Reads the phones of every open request into the phone filter, after which
+    /// [`Store::open_requests`] skips the tree for phones it never marked
+    /// ([`crate::phone_filter`]). Returns false if [`Store::abandon_phone_filter`]
+    /// stopped it first.
+    pub fn fill_phone_filter(&self) -> Result<bool> {
+        let phones = self.trees.phone_requests.iter().keys().map(|key| {
+            let key = key?;
+            let end = key.iter().position(|&byte| byte == 0).unwrap_or(key.len());
+            Ok(key[..end].to_vec())
+        });
+        self.phone_filter.fill(phones)
+    }
+
+    /// Stops a [`Store::fill_phone_filter`] under way (the store is closing).
+    pub fn abandon_phone_filter(&self) {
+        self.phone_filter.abandon();
     }
 
     // ----- side tables -----
@@ -1666,6 +1698,9 @@ impl Store {
 
     /// The open requests waiting on a phone.
     pub fn open_requests(&self, phone: &Phone) -> Result<Vec<OpenRequest>> {
+        if !self.phone_filter.may_have(phone.as_str().as_bytes()) {
+            return Ok(Vec::new());
+        }
         let mut prefix = phone.as_str().as_bytes().to_vec();
         prefix.push(0);
         let mut requests = Vec::new();
@@ -3138,6 +3173,46 @@ mod tests {
             [request("fam-3", 65535)]
         );
         assert_eq!(store.open_requests(&phone("+77000000000")).unwrap(), []);
+    }
+
+    #[test]
+    fn open_requests_are_found_before_and_after_the_phone_filter_is_filled() {
+        let store = Store::open_temporary().unwrap();
+        let (before, after) = (phone("+77011234567"), phone("+77019876543"));
+        let open = |phone: &Phone, request: OpenRequest| {
+            let commit = FamilyCommit {
+                requests_opened: vec![(phone.clone(), request)],
+                ..FamilyCommit::default()
+            };
+            store
+                .commit_families(&[commit], Counted::default())
+                .unwrap();
+        };
+        open(&before, request("fam-1", 1234));
+        assert_eq!(
+            store.open_requests(&before).unwrap(),
+            [request("fam-1", 1234)]
+        );
+        assert!(store.fill_phone_filter().unwrap());
+        // Read into the filter from the tree.
+        assert_eq!(
+            store.open_requests(&before).unwrap(),
+            [request("fam-1", 1234)]
+        );
+        assert_eq!(store.open_requests(&after).unwrap(), []);
+        // Marked as it is written.
+        open(&after, request("fam-2", 4321));
+        assert_eq!(
+            store.open_requests(&after).unwrap(),
+            [request("fam-2", 4321)]
+        );
+        store
+            .commit_family(&FamilyCommit {
+                requests_opened: vec![(before.clone(), request("fam-3", 5555))],
+                ..FamilyCommit::default()
+            })
+            .unwrap();
+        assert_eq!(store.open_requests(&before).unwrap().len(), 2);
     }
 
     #[test]
