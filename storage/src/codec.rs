@@ -1,12 +1,43 @@
 //! How values are laid out on disk: one format-version byte, then bincode 2.0.1
 //! (standard configuration, serde). Changing a stored type's shape means a new
 //! version byte and a migration that reads the old one; decoding never panics.
+//!
+//! # Formats
+//! - **2** (written since the tenth session): amounts, months, dates and times in
+//!   binary — tiyn as a number, a month as months since year 0, a date as days
+//!   since 1 January of year 1, a time as seconds and nanoseconds since 1970.
+//! - **1**: the same values as the text they have in JSON (`"16446.25"`,
+//!   `"2026-03"`, RFC 3339). Formatting and parsing that text was about half of
+//!   encoding and decoding a family record (profile of a re-score,
+//!   BENCHMARKS.md). Still read: a record of format 1 is written in format 2
+//!   the next time it changes.
+//!
+//! The types choose their form through [`binary_form`]: binary for bincode
+//! (which is not human-readable) unless a value of format 1 is being decoded;
+//! JSON is human-readable and keeps the text. `DateTime<Utc>` and `NaiveDate`
+//! are chrono's, so stored fields of those types name [`time`], [`date`] and
+//! their `Option` forms in `#[serde(with = ...)]`.
+
+use std::cell::Cell;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The version byte in front of every stored value.
-pub const FORMAT_VERSION: u8 = 1;
+/// The version byte in front of every value written now.
+pub const FORMAT_VERSION: u8 = 2;
+/// The oldest version byte still read.
+pub const FORMAT_VERSION_OLDEST: u8 = 1;
+
+thread_local! {
+    /// Set while a value of format 1 is decoded on this thread.
+    static FORMAT_1: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a value takes its binary form: in a stored value of the current
+/// format, never in JSON (`human_readable`) nor in a value of format 1.
+pub fn binary_form(human_readable: bool) -> bool {
+    !human_readable && !FORMAT_1.with(Cell::get)
+}
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
@@ -39,12 +70,17 @@ pub enum DecodeError {
 /// give an error, not an allocation that aborts the process.
 pub const DECODE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// Decodes a value written by [`encode`].
+/// Decodes a value written by [`encode`], in the current format or an older one.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
-    if version != FORMAT_VERSION {
-        return Err(DecodeError::UnknownVersion(version));
+    match version {
+        FORMAT_VERSION => decode_body(body),
+        FORMAT_VERSION_OLDEST => in_format_1(|| decode_body(body)),
+        other => Err(DecodeError::UnknownVersion(other)),
     }
+}
+
+fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
     let limited = config().with_limit::<DECODE_BYTES_MAX>();
     let (value, read) = bincode::serde::decode_from_slice(body, limited)
         .map_err(|e| DecodeError::Bincode(e.to_string()))?;
@@ -52,6 +88,118 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
         return Err(DecodeError::Trailing(body.len() - read));
     }
     Ok(value)
+}
+
+/// Runs `work` with this thread reading and writing format 1.
+fn in_format_1<R>(work: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            FORMAT_1.with(|format_1| format_1.set(self.0));
+        }
+    }
+    let _reset = Reset(FORMAT_1.with(|format_1| format_1.replace(true)));
+    work()
+}
+
+/// `#[serde(with = "crate::codec::time")]`: a `DateTime<Utc>` as seconds and
+/// nanoseconds since 1970 in binary, as chrono's RFC 3339 text otherwise.
+pub mod time {
+    use chrono::{DateTime, Utc};
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        time: &DateTime<Utc>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        if super::binary_form(serializer.is_human_readable()) {
+            (time.timestamp(), time.timestamp_subsec_nanos()).serialize(serializer)
+        } else {
+            time.serialize(serializer)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<DateTime<Utc>, D::Error> {
+        if super::binary_form(deserializer.is_human_readable()) {
+            let (seconds, nanos) = <(i64, u32)>::deserialize(deserializer)?;
+            DateTime::from_timestamp(seconds, nanos)
+                .ok_or_else(|| D::Error::custom("time out of range"))
+        } else {
+            DateTime::<Utc>::deserialize(deserializer)
+        }
+    }
+
+    /// The same for `Option<DateTime<Utc>>`.
+    pub mod option {
+        use chrono::{DateTime, Utc};
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Time(#[serde(with = "super")] DateTime<Utc>);
+
+        pub fn serialize<S: Serializer>(
+            time: &Option<DateTime<Utc>>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serde::Serialize::serialize(&time.map(Time), serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+            Ok(Option::<Time>::deserialize(deserializer)?.map(|time| time.0))
+        }
+    }
+}
+
+/// `#[serde(with = "crate::codec::date")]`: a `NaiveDate` as days since
+/// 1 January of year 1 in binary, as chrono's `YYYY-MM-DD` otherwise.
+pub mod date {
+    use chrono::{Datelike, NaiveDate};
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(date: &NaiveDate, serializer: S) -> Result<S::Ok, S::Error> {
+        if super::binary_form(serializer.is_human_readable()) {
+            date.num_days_from_ce().serialize(serializer)
+        } else {
+            date.serialize(serializer)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NaiveDate, D::Error> {
+        if super::binary_form(deserializer.is_human_readable()) {
+            NaiveDate::from_num_days_from_ce_opt(i32::deserialize(deserializer)?)
+                .ok_or_else(|| D::Error::custom("date out of range"))
+        } else {
+            NaiveDate::deserialize(deserializer)
+        }
+    }
+
+    /// The same for `Option<NaiveDate>`.
+    pub mod option {
+        use chrono::NaiveDate;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Date(#[serde(with = "super")] NaiveDate);
+
+        pub fn serialize<S: Serializer>(
+            date: &Option<NaiveDate>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serde::Serialize::serialize(&date.map(Date), serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<NaiveDate>, D::Error> {
+            Ok(Option::<Date>::deserialize(deserializer)?.map(|date| date.0))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -617,6 +765,61 @@ mod tests {
         ]
     }
 
+    // ----- format 1 -----
+
+    /// What the code before format 2 wrote: the text forms, version byte 1.
+    fn encode_format_1<T: Serialize>(value: &T) -> Vec<u8> {
+        let mut bytes = in_format_1(|| encode(value));
+        bytes[0] = FORMAT_VERSION_OLDEST;
+        bytes
+    }
+
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&text[at..at + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Three family records and six log entries as the code before format 2
+    /// wrote them (proptest's deterministic samples of this module's strategies).
+    const FORMAT_1_FIXTURE: &str = include_str!("fixtures/format-1.hex");
+
+    fn check_format_1<T>(bytes: &[u8]) -> T
+    where
+        T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let value: T = decode(bytes).unwrap();
+        assert_eq!(encode_format_1(&value), bytes, "the old encoder, exactly");
+        let current = encode(&value);
+        assert_eq!(decode::<T>(&current).as_ref(), Ok(&value));
+        assert!(
+            current.len() < bytes.len(),
+            "{} against {}",
+            current.len(),
+            bytes.len()
+        );
+        value
+    }
+
+    #[test]
+    fn records_and_entries_of_format_1_are_read() {
+        let lines: Vec<Vec<u8>> = FORMAT_1_FIXTURE.lines().map(unhex).collect();
+        assert_eq!(lines.len(), 9);
+        let records: Vec<FamilyRecord> = lines[..3]
+            .iter()
+            .map(|bytes| check_format_1(bytes))
+            .collect();
+        assert!(records.iter().any(|record| !record.members.is_empty()));
+        for bytes in &lines[3..] {
+            check_format_1::<LogEntry>(bytes);
+        }
+        assert!(
+            !FORMAT_1.with(Cell::get),
+            "the thread is back to the current format"
+        );
+    }
+
     // ----- round trips -----
 
     /// Encodes, decodes, and checks the value came back equal; then checks that strict
@@ -646,6 +849,12 @@ mod tests {
         #[test]
         fn citizen_facts_round_trip(facts in citizen_facts()) {
             check_round_trip(&facts);
+        }
+
+        #[test]
+        fn values_of_format_1_are_read(record in family_record(), entry in log_entry()) {
+            prop_assert_eq!(decode::<FamilyRecord>(&encode_format_1(&record)), Ok(record));
+            prop_assert_eq!(decode::<LogEntry>(&encode_format_1(&entry)), Ok(entry));
         }
 
         #[test]
@@ -755,7 +964,7 @@ mod tests {
 
         #[test]
         fn any_version_but_the_current_one_is_refused(
-            version in any::<u8>().prop_filter("not current", |v| *v != FORMAT_VERSION),
+            version in any::<u8>().prop_filter("not read", |v| *v != FORMAT_VERSION && *v != FORMAT_VERSION_OLDEST),
             entry in log_entry(),
         ) {
             let mut bytes = encode(&entry);
@@ -794,7 +1003,7 @@ mod tests {
         check(&[], "empty");
         check(&[FORMAT_VERSION], "bincode");
         check(&[0], "unknown version 0");
-        check(&with(&|b| b[0] = 2), "unknown version 2");
+        check(&with(&|b| b[0] = 3), "unknown version 3");
         check(&with(&|b| b[0] = 255), "unknown version 255");
         check(&with(&|b| b.truncate(b.len() - 1)), "bincode");
         check(&with(&|b| b.truncate(2)), "bincode");
@@ -827,10 +1036,20 @@ mod tests {
         // Pinned: a change in the byte layout needs a new version byte and a migration.
         assert_eq!(encode(&7u64), vec![FORMAT_VERSION, 7]);
         assert_eq!(encode(&"ab"), vec![FORMAT_VERSION, 2, b'a', b'b']);
+        // A month as months since year 0 (24,314: varint 251 + u16), an amount in
+        // tiyn (1,644,625: varint 252 + u32).
         assert_eq!(
             encode(&Month::new(2026, 3).unwrap()),
-            [&[FORMAT_VERSION, 7][..], b"2026-03"].concat()
+            [FORMAT_VERSION, 251, 0xFA, 0x5E]
         );
+        assert_eq!(
+            encode(&Money::from_tiyn(1_644_625)),
+            [FORMAT_VERSION, 252, 0x51, 0x18, 0x19, 0x00]
+        );
+        // Format 1 held their text.
+        let month_1 = [&[FORMAT_VERSION_OLDEST, 7][..], b"2026-03"].concat();
+        assert_eq!(decode::<Month>(&month_1), Ok(Month::new(2026, 3).unwrap()));
+        assert_eq!(encode_format_1(&Month::new(2026, 3).unwrap()), month_1);
         assert_eq!(decode::<u64>(&[FORMAT_VERSION, 7]), Ok(7));
         let mut map = BTreeMap::new();
         map.insert(1u8, 2u8);

@@ -29,11 +29,13 @@ pub enum EventData {
     CitizenRegistered {
         iin: Iin,
         full_name: String,
+        #[serde(with = "crate::codec::date")]
         birth_date: NaiveDate,
         sex: Sex,
     },
     CitizenDied {
         iin: Iin,
+        #[serde(with = "crate::codec::date")]
         date: NaiveDate,
     },
     MemberAdded {
@@ -75,10 +77,12 @@ pub enum EventData {
     DisabilityAssessed {
         iin: Iin,
         group: DisabilityGroup,
+        #[serde(with = "crate::codec::date::option")]
         until: Option<NaiveDate>,
     },
     DisabilityEnded {
         iin: Iin,
+        #[serde(with = "crate::codec::date")]
         date: NaiveDate,
     },
     HousingChanged {
@@ -204,6 +208,7 @@ pub fn default_types_for(agency: &str) -> Vec<&'static str> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedEvent {
     pub id: String,
+    #[serde(with = "crate::codec::time")]
     pub occurred_at: DateTime<Utc>,
     pub data: EventData,
 }
@@ -689,12 +694,14 @@ pub enum LogEntry {
         family_id: FamilyId,
         entitlement_id: String,
         answer: ReplyAnswer,
+        #[serde(with = "crate::codec::time")]
         received_at: DateTime<Utc>,
     },
     TimerFired {
         family_id: FamilyId,
         entitlement_id: String,
         kind: TimerKind,
+        #[serde(with = "crate::codec::time")]
         due_at: DateTime<Utc>,
     },
     /// The bank's final word on one payment.
@@ -713,6 +720,7 @@ pub enum LogEntry {
         family_id: FamilyId,
         operator: String,
         action: OperatorAction,
+        #[serde(with = "crate::codec::time")]
         at: DateTime<Utc>,
     },
 }

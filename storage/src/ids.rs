@@ -709,8 +709,10 @@ string_conversions!(FamilyId);
 /// A calendar month, `YYYY-MM`: the period of a monthly payment and of reported income.
 ///
 /// Invariant: year 0-9999 (so it always prints as 4 digits), month 1-12. Ordered by time.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+///
+/// Stored values of the current format hold the month as months since January
+/// of year 0 ([`crate::codec::binary_form`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Month {
     // Field order matters: the derived `Ord` compares the year first.
     year: i32,
@@ -808,6 +810,31 @@ impl FromStr for Month {
     type Err = IdError;
     fn from_str(input: &str) -> Result<Month, IdError> {
         Month::parse(input)
+    }
+}
+
+impl Serialize for Month {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if crate::codec::binary_form(serializer.is_human_readable()) {
+            let index = self.year * 12 + i32::try_from(self.month - 1).expect("month is 1-12");
+            serializer.serialize_u32(u32::try_from(index).expect("year 0-9999"))
+        } else {
+            serializer.collect_str(self)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Month {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Month, D::Error> {
+        if crate::codec::binary_form(deserializer.is_human_readable()) {
+            let index = u32::deserialize(deserializer)?;
+            i32::try_from(index / 12)
+                .ok()
+                .and_then(|year| Month::new(year, index % 12 + 1))
+                .ok_or_else(|| serde::de::Error::custom(IdError::Month))
+        } else {
+            Month::try_from(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+        }
     }
 }
 
@@ -1339,6 +1366,13 @@ mod tests {
             "",
             "family id must be 1-64 characters of A-Z a-z 0-9 - _ .",
         );
-        check_serde_rejects::<Month>("2026-13", "month must be YYYY-MM");
+        // Stored as a number (crate::codec), so only JSON has text to refuse.
+        let error = serde_json::from_str::<Month>("\"2026-13\"").unwrap_err();
+        assert_eq!(error.to_string(), "month must be YYYY-MM");
+        let thirteenth = crate::codec::encode(&(2026u32 * 12 + 12 + 12 * 10_000));
+        assert!(
+            crate::codec::decode::<Month>(&thirteenth).is_err(),
+            "year 12026"
+        );
     }
 }

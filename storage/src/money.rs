@@ -125,9 +125,30 @@ fn checked_ratio(value: u64, numerator: u64, denominator: u64) -> Option<u64> {
 /// An amount of money in tiyn (1 KZT = 100 tiyn). Never negative.
 ///
 /// Prints and serializes as KZT with exactly two decimals, `"16446.25"`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+/// Stored values of the current format hold the tiyn as a number
+/// ([`crate::codec::binary_form`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Money(u64);
+
+impl Serialize for Money {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if crate::codec::binary_form(serializer.is_human_readable()) {
+            serializer.serialize_u64(self.0)
+        } else {
+            serializer.collect_str(self)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Money, D::Error> {
+        if crate::codec::binary_form(deserializer.is_human_readable()) {
+            u64::deserialize(deserializer).map(Money)
+        } else {
+            Money::try_from(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+        }
+    }
+}
 
 impl Money {
     pub const ZERO: Money = Money(0);

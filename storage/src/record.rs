@@ -112,6 +112,7 @@ pub enum Award {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {
     pub full_name: String,
+    #[serde(with = "crate::codec::date")]
     pub birth_date: NaiveDate,
     pub sex: Sex,
 }
@@ -120,6 +121,7 @@ pub struct Registration {
 pub struct Employment {
     pub status: EmploymentStatus,
     /// When the agency says the status began (the event's `occurred_at`).
+    #[serde(with = "crate::codec::time")]
     pub since: DateTime<Utc>,
     /// The status before this one, so that a job loss can be told from a
     /// citizen who was never employed.
@@ -130,6 +132,7 @@ pub struct Employment {
 pub struct Disability {
     pub group: DisabilityGroup,
     /// Last day the assessment is valid; `None` is indefinite.
+    #[serde(with = "crate::codec::date::option")]
     pub until: Option<NaiveDate>,
 }
 
@@ -145,6 +148,7 @@ pub struct Education {
 pub struct CitizenFacts {
     pub iin: Iin,
     pub registration: Option<Registration>,
+    #[serde(with = "crate::codec::date::option")]
     pub died_on: Option<NaiveDate>,
     pub phone: Option<Phone>,
     /// Reported income by month and source; at most [`INCOME_MONTHS_KEPT`] months.
@@ -354,6 +358,7 @@ pub struct AwardDecision {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evaluation {
     pub rules_version: String,
+    #[serde(with = "crate::codec::time")]
     pub evaluated_at: DateTime<Utc>,
     pub score: Fraction,
     pub level: Level,
@@ -484,12 +489,15 @@ pub struct Entitlement {
     pub last_month: Option<Month>,
     /// The 4-digit code the recipient may quote in the reply.
     pub code: u16,
+    #[serde(with = "crate::codec::time")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::codec::time::option")]
     pub offered_at: Option<DateTime<Utc>>,
     /// How many times it was offered (an operator may re-offer); part of the SMS
     /// references, so that each offer is a new message and a replay is not.
     pub offers: u32,
     pub reminded: bool,
+    #[serde(with = "crate::codec::time::option")]
     pub answered_at: Option<DateTime<Utc>>,
     pub payout: Option<PayoutChoice>,
     /// The first month a monthly benefit pays for (the month of consent, or
@@ -506,6 +514,7 @@ pub struct Entitlement {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
+    #[serde(with = "crate::codec::time")]
     pub at: DateTime<Utc>,
     pub what: String,
 }
@@ -521,6 +530,7 @@ pub enum ReviewVerdict {
 pub struct Review {
     pub verdict: ReviewVerdict,
     pub by: String,
+    #[serde(with = "crate::codec::time")]
     pub at: DateTime<Utc>,
     pub note: String,
 }

@@ -106,6 +106,7 @@ pub struct SmsOrder {
     pub to: Phone,
     pub text: String,
     pub family_id: Option<FamilyId>,
+    #[serde(with = "crate::codec::time")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -121,11 +122,13 @@ pub struct PaymentOrder {
     pub amount: Money,
     pub purpose: String,
     pub note: String,
+    #[serde(with = "crate::codec::time")]
     pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimerRecord {
+    #[serde(with = "crate::codec::time")]
     pub due_at: DateTime<Utc>,
     pub family_id: FamilyId,
     pub entitlement_id: String,
@@ -159,6 +162,7 @@ pub struct OpenRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
+    #[serde(with = "crate::codec::time")]
     pub at: DateTime<Utc>,
     pub operator: String,
     pub role: String,
@@ -173,6 +177,7 @@ pub struct QuarantineRecord {
     pub seq: u64,
     pub family_id: FamilyId,
     pub reason: String,
+    #[serde(with = "crate::codec::time")]
     pub at: DateTime<Utc>,
 }
 
