@@ -68,7 +68,7 @@ fn excerpt(input: &str) -> String {
     }
 }
 
-/// Implements `FromStr`, `TryFrom<String>` (for serde) and `From<T> for String` on top of an
+/// Implements `FromStr`, `TryFrom<String>`, `From<T> for String` and serde (as a string) on top of an
 /// inherent `parse` and `as_str`.
 macro_rules! string_conversions {
     ($type:ty) => {
@@ -87,6 +87,32 @@ macro_rules! string_conversions {
         impl From<$type> for String {
             fn from(value: $type) -> String {
                 value.as_str().to_owned()
+            }
+        }
+        // As `try_from = "String", into = "String"` would, without making a
+        // String on either way (a family record holds dozens of these).
+        impl Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                // The parse error leaves the deserializer as try_from's did, so
+                // that it reads the same (JSON adds no position to it).
+                struct Text;
+                impl serde::de::Visitor<'_> for Text {
+                    type Value = Result<$type, IdError>;
+                    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        formatter.write_str("a string")
+                    }
+                    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                        Ok(<$type>::parse(text))
+                    }
+                }
+                deserializer
+                    .deserialize_str(Text)?
+                    .map_err(serde::de::Error::custom)
             }
         }
     };
@@ -136,8 +162,7 @@ fn century_start(century_sex_digit: u8) -> Option<i32> {
 ///
 /// Invariant: 12 ASCII digits, century/sex digit 1-6, a real birth date, a correct check digit.
 /// `Debug` prints the masked form (`0612******12`) so that a stray `{:?}` never leaks an IIN.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Iin([u8; 12]);
 
 impl Iin {
@@ -302,8 +327,7 @@ string_conversions!(Iin);
 // Sex
 
 /// Sex as registered, and as the IIN's century/sex digit encodes it (odd = male).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "&'static str")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Sex {
     Male,
     Female,
@@ -368,8 +392,7 @@ fn iban_mod97(iban: &str) -> u32 {
 ///
 /// Invariant: exactly that layout, uppercase, and ISO 7064 MOD-97 gives 1.
 /// `Debug` masks all but the last 4 characters.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Iban(String);
 
 impl Iban {
@@ -461,8 +484,7 @@ string_conversions!(Iban);
 /// A Kazakhstan phone number in E.164: `+7` and 10 digits.
 ///
 /// `Debug` prints the masked form (`+7701*****67`).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Phone(String);
 
 impl Phone {
@@ -504,8 +526,7 @@ string_conversions!(Phone);
 
 /// The 20 first-level divisions of Kazakhstan, by ISO 3166-2:KZ code. The variants are declared
 /// in code order, so `Ord` (and a `BTreeMap` keyed by region) sorts by code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "&'static str")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Region {
     Abai,
     Akmola,
@@ -622,8 +643,7 @@ string_conversions!(Region);
 // Locality
 
 /// Whether a family lives in a town or in the countryside.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "&'static str")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Locality {
     Urban,
     Rural,
@@ -669,8 +689,7 @@ pub const FAMILY_ID_LENGTH_MAX: usize = 64;
 /// The population agency's id of a family. Not personal data, so it prints in full.
 ///
 /// Invariant: 1-64 characters of `A-Z a-z 0-9 - _ .` — safe in a URL path and a sled key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FamilyId(String);
 
 impl FamilyId {
