@@ -68,25 +68,13 @@ fn excerpt(input: &str) -> String {
     }
 }
 
-/// Implements `FromStr`, `TryFrom<String>`, `From<T> for String` and serde (as a string) on top of an
-/// inherent `parse` and `as_str`.
+/// Implements `FromStr` and serde (as a string) on top of an inherent `parse` and `as_str`.
 macro_rules! string_conversions {
     ($type:ty) => {
         impl FromStr for $type {
             type Err = IdError;
             fn from_str(input: &str) -> Result<Self, IdError> {
                 <$type>::parse(input)
-            }
-        }
-        impl TryFrom<String> for $type {
-            type Error = IdError;
-            fn try_from(input: String) -> Result<Self, IdError> {
-                <$type>::parse(&input)
-            }
-        }
-        impl From<$type> for String {
-            fn from(value: $type) -> String {
-                value.as_str().to_owned()
             }
         }
         // As `try_from = "String", into = "String"` would, without making a
@@ -347,12 +335,6 @@ impl Sex {
             Sex::Male => "male",
             Sex::Female => "female",
         }
-    }
-}
-
-impl From<Sex> for &'static str {
-    fn from(sex: Sex) -> &'static str {
-        sex.as_str()
     }
 }
 
@@ -625,12 +607,6 @@ impl Region {
     }
 }
 
-impl From<Region> for &'static str {
-    fn from(region: Region) -> &'static str {
-        region.code()
-    }
-}
-
 impl fmt::Display for Region {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())
@@ -663,12 +639,6 @@ impl Locality {
             Locality::Urban => "urban",
             Locality::Rural => "rural",
         }
-    }
-}
-
-impl From<Locality> for &'static str {
-    fn from(locality: Locality) -> &'static str {
-        locality.as_str()
     }
 }
 

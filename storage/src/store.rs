@@ -1052,8 +1052,7 @@ impl Store {
         orphans: &[CitizenFacts],
     ) -> Result<()> {
         let t = &self.trees;
-        self.mark_phones(commits);
-        let mut writes = Writes::of(commits);
+        let mut writes = self.writes_of(commits);
         for facts in orphans {
             let key = facts.iin.as_str().as_bytes().to_vec();
             writes.orphans.insert(key, Some(encode(facts)));
@@ -1550,8 +1549,7 @@ impl Store {
     /// between them loses this one change from the counters rather than counting
     /// it twice.
     pub fn commit_family(&self, commit: &FamilyCommit) -> Result<()> {
-        self.mark_phones(std::slice::from_ref(commit));
-        let writes = Writes::of(std::slice::from_ref(commit));
+        let writes = self.writes_of(std::slice::from_ref(commit));
         writes.put_side_tables(&self.trees)?;
         writes.put_families(&self.trees, self.scoring_table.get().map(|t| &**t))?;
         self.add_counters(&writes.counters)?;
@@ -1566,8 +1564,7 @@ impl Store {
         if commits.is_empty() {
             return Ok(());
         }
-        self.mark_phones(commits);
-        let writes = Writes::of(commits);
+        let writes = self.writes_of(commits);
         writes.put_side_tables(&self.trees)?;
         {
             let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
@@ -1583,11 +1580,14 @@ impl Store {
         writes.remove_side_tables(&self.trees)
     }
 
-    /// Marks the phones of the requests `commits` open, before they are written.
-    fn mark_phones(&self, commits: &[FamilyCommit]) {
+    /// What `commits` write, for every writer of families: the phones of the
+    /// requests they open are marked in the phone filter first, so that the
+    /// filter knows a phone before its request is in the tree.
+    fn writes_of<'c>(&self, commits: &'c [FamilyCommit]) -> Writes<'c> {
         for (phone, _) in commits.iter().flat_map(|commit| &commit.requests_opened) {
             self.phone_filter.mark(phone.as_str().as_bytes());
         }
+        Writes::of(commits)
     }
 
     /// Reads the phones of every open request into the phone filter, after which
