@@ -268,13 +268,6 @@ impl Window<'_> {
         inputs: &[(u64, FamilyInput)],
     ) -> anyhow::Result<FamilyCommit> {
         let existing = self.store.family(family_id)?;
-        let store = self.store;
-        let taken = |phone: &storage::ids::Phone| -> BTreeSet<u16> {
-            store
-                .open_requests(phone)
-                .map(|requests| requests.into_iter().map(|r| r.code).collect())
-                .unwrap_or_default()
-        };
         let outcome = family::process(
             existing,
             family_id,
@@ -282,7 +275,7 @@ impl Window<'_> {
             self.rules,
             &self.settings,
             self.now,
-            &taken,
+            &family::reply_code_of(self.store),
         );
         Ok(outcome.commit)
     }

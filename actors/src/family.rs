@@ -183,10 +183,28 @@ struct Step<'a> {
     rules: &'a Rules,
     settings: &'a Settings,
     now: DateTime<Utc>,
-    taken_codes: &'a dyn Fn(&Phone) -> BTreeSet<u16>,
+    reply_code: &'a ReplyCode<'a>,
 }
 
-/// Applies a batch of inputs to a family, pure but for `taken_codes` (a read of
+/// Picks the reply code of a new request to a phone, given the entitlement id
+/// and the codes the family's own offers hold: [`pick_code`] past the codes of
+/// the phone's other requests ([`storage::store::Store::pick_reply_code`]).
+pub type ReplyCode<'a> = dyn Fn(&Phone, &str, &BTreeSet<u16>) -> u16 + 'a;
+
+/// The [`ReplyCode`] of `store`: the phone's requests, written or picked.
+pub fn reply_code_of(store: &Store) -> impl Fn(&Phone, &str, &BTreeSet<u16>) -> u16 + '_ {
+    move |phone, entitlement_id, own| {
+        let pick = |taken: &BTreeSet<u16>| pick_code(entitlement_id, &(taken | own));
+        store
+            .pick_reply_code(phone, entitlement_id, pick)
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "could not read a phone's open requests; the code may repeat one");
+                pick_code(entitlement_id, own)
+            })
+    }
+}
+
+/// Applies a batch of inputs to a family, pure but for `reply_code` (a read of
 /// the phone index). Inputs at or below the record's `applied_seq` are skipped.
 pub fn process(
     existing: Option<FamilyRecord>,
@@ -195,7 +213,7 @@ pub fn process(
     rules: &Rules,
     settings: &Settings,
     now: DateTime<Utc>,
-    taken_codes: &dyn Fn(&Phone) -> BTreeSet<u16>,
+    reply_code: &ReplyCode<'_>,
 ) -> Outcome {
     let today = crate::scoring::local_date(now);
     let is_new = existing.is_none();
@@ -209,7 +227,7 @@ pub fn process(
         rules,
         settings,
         now,
-        taken_codes,
+        reply_code,
     };
     let mut commit = FamilyCommit::default();
     let mut commands: Vec<(String, Command)> = Vec::new();
@@ -540,19 +558,16 @@ fn reevaluate(record: &mut FamilyRecord, step: &Step<'_>, commands: &mut Vec<(St
             );
             record.next_entitlement_number += 1;
             let recipient = recipient_of(record, &award.recipient);
-            let mut taken = recipient
-                .phone
-                .as_ref()
-                .map(|phone| (step.taken_codes)(phone))
-                .unwrap_or_default();
-            taken.extend(
-                record
-                    .entitlements
-                    .iter()
-                    .filter(|e| e.state == EntitlementState::Offered)
-                    .map(|e| e.code),
-            );
-            let code = pick_code(&id, &taken);
+            let own: BTreeSet<u16> = record
+                .entitlements
+                .iter()
+                .filter(|e| e.state == EntitlementState::Offered)
+                .map(|e| e.code)
+                .collect();
+            let code = match &recipient.phone {
+                Some(phone) => (step.reply_code)(phone, &id, &own),
+                None => pick_code(&id, &own),
+            };
             let mut entitlement =
                 entitlement::create(id.clone(), &decision.code, award, code, step.now);
             if !award.one_off {
@@ -769,13 +784,7 @@ impl Handler<Apply> for FamilyActor {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             failpoint(&message.inputs);
             let rules = environment.rules();
-            let store = environment.store.clone();
-            let taken = move |phone: &Phone| -> BTreeSet<u16> {
-                store
-                    .open_requests(phone)
-                    .map(|requests| requests.into_iter().map(|r| r.code).collect())
-                    .unwrap_or_default()
-            };
+            let reply_code = reply_code_of(&environment.store);
             process(
                 existing,
                 &family_id,
@@ -783,7 +792,7 @@ impl Handler<Apply> for FamilyActor {
                 &rules,
                 &environment.settings,
                 environment.clock.now(),
-                &taken,
+                &reply_code,
             )
         }));
         let outcome = match result {
@@ -948,8 +957,8 @@ mod tests {
             .collect()
     }
 
-    fn no_codes_taken(_: &Phone) -> BTreeSet<u16> {
-        BTreeSet::new()
+    pub(super) fn no_codes_taken(_: &Phone, entitlement_id: &str, own: &BTreeSet<u16>) -> u16 {
+        pick_code(entitlement_id, own)
     }
 
     fn run(existing: Option<FamilyRecord>, inputs: &[(u64, FamilyInput)]) -> Outcome {
@@ -1184,23 +1193,35 @@ mod tests {
         assert!(replayed.commit.payments_settled.is_empty());
     }
 
-    #[test]
-    fn the_new_request_avoids_codes_the_phone_already_uses() {
-        let id = "fam-1-large_family-1";
-        let natural = pick_code(id, &BTreeSet::new());
-        let taken_by_others = move |asked: &Phone| -> BTreeSet<u16> {
-            assert_eq!(asked, &phone());
-            [natural].into_iter().collect()
-        };
-        let outcome = process(
+    fn offer_large_family(family: &str, store: &Store) -> Outcome {
+        process(
             None,
-            &family_id(),
+            &FamilyId::parse(family).unwrap(),
             &large_family(),
             &rules(),
             &settings(),
             now(),
-            &taken_by_others,
-        );
+            &reply_code_of(store),
+        )
+    }
+
+    #[test]
+    fn the_new_request_avoids_codes_the_phone_already_uses() {
+        let store = Store::open_temporary().unwrap();
+        let id = "fam-1-large_family-1";
+        let natural = pick_code(id, &BTreeSet::new());
+        let other = OpenRequest {
+            family_id: FamilyId::parse("fam-9").unwrap(),
+            entitlement_id: "fam-9-tsa-1".to_owned(),
+            code: natural,
+        };
+        store
+            .commit_family(&FamilyCommit {
+                requests_opened: vec![(phone(), other)],
+                ..FamilyCommit::default()
+            })
+            .unwrap();
+        let outcome = offer_large_family("fam-1", &store);
         let entitlement = large_family_entitlement(&outcome.record);
         assert_ne!(entitlement.code, natural);
         assert_eq!(
@@ -1208,6 +1229,44 @@ mod tests {
             pick_code(id, &[natural].into_iter().collect())
         );
         assert_eq!(outcome.commit.requests_opened[0].1.code, entitlement.code);
+    }
+
+    /// Two families that share a phone and whose entitlement ids pick the same
+    /// code are applied before either is written (one batch, or one batch
+    /// while the last one's commit is under way): their codes still differ.
+    #[test]
+    fn families_sharing_a_phone_get_different_codes_before_either_is_written() {
+        let store = Store::open_temporary().unwrap();
+        let natural = pick_code("fam-1-large_family-1", &BTreeSet::new());
+        let twin = (2..1_000_000)
+            .map(|n| format!("fam-{n}"))
+            .find(|family| {
+                pick_code(&format!("{family}-large_family-1"), &BTreeSet::new()) == natural
+            })
+            .expect("some family id hashes to the same code");
+        let first = offer_large_family("fam-1", &store);
+        let second = offer_large_family(&twin, &store);
+        let code = |outcome: &Outcome| outcome.commit.requests_opened[0].1.code;
+        assert_eq!(code(&first), natural);
+        assert_ne!(code(&second), natural);
+        assert_eq!(store.reserved_reply_codes(), 2);
+        // A retry of the first picks its own code again.
+        assert_eq!(code(&offer_large_family("fam-1", &store)), natural);
+        // Written, the requests are in the tree and their reservations go.
+        store.commit_family(&first.commit).unwrap();
+        assert_eq!(store.reserved_reply_codes(), 1);
+        store.commit_family(&second.commit).unwrap();
+        assert_eq!(store.reserved_reply_codes(), 0);
+        let mut codes: Vec<u16> = store
+            .open_requests(&phone())
+            .unwrap()
+            .iter()
+            .map(|request| request.code)
+            .collect();
+        codes.sort_unstable();
+        let mut expected = vec![code(&first), code(&second)];
+        expected.sort_unstable();
+        assert_eq!(codes, expected);
     }
 
     #[test]
@@ -1357,7 +1416,7 @@ mod childcare_term {
             &rules,
             &settings,
             now,
-            &|_: &Phone| BTreeSet::new(),
+            &super::tests::no_codes_taken,
         )
     }
 
@@ -1518,7 +1577,7 @@ mod per_person {
             &rules,
             &settings,
             now,
-            &|_: &Phone| BTreeSet::new(),
+            &super::tests::no_codes_taken,
         );
         let disability: Vec<&Entitlement> = outcome
             .record

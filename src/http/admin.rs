@@ -137,6 +137,11 @@ async fn metrics(
         &[],
         i64::try_from(state.store.unpacked_feed_ids()).unwrap_or(i64::MAX),
     );
+    state.metrics.set(
+        "dfm_reply_codes_reserved",
+        &[],
+        i64::try_from(state.store.reserved_reply_codes()).unwrap_or(i64::MAX),
+    );
     if let Some(table) = state.store.scoring_table() {
         let (families, bytes) = table.size();
         let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);

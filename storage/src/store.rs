@@ -72,6 +72,7 @@ use crate::ids::{FamilyId, Iin, Phone};
 use crate::money::Money;
 use crate::phone_filter::PhoneFilter;
 use crate::record::{CitizenFacts, FamilyRecord};
+use crate::reply_codes::ReplyCodes;
 use crate::scoring_table::ScoringTable;
 
 /// Errors of the store. `Corrupt` names the tree and the key whose value could not
@@ -550,6 +551,8 @@ pub struct Store {
     snapshot_file: Option<std::path::PathBuf>,
     /// Phones that may have an open request ([`crate::phone_filter`]).
     phone_filter: PhoneFilter,
+    /// Reply codes picked for requests not written yet ([`crate::reply_codes`]).
+    reply_codes: ReplyCodes,
 }
 
 /// The feed's ids whose entries are in the log and not yet packed into
@@ -824,6 +827,7 @@ impl Store {
             scoring_table: OnceLock::new(),
             snapshot_file: None,
             phone_filter: PhoneFilter::default(),
+            reply_codes: ReplyCodes::default(),
         })
     }
 
@@ -1070,6 +1074,7 @@ impl Store {
         for (tree, tree_writes) in writes.side_tables(t) {
             tree.apply_batch(batch_of(tree_writes))?;
         }
+        self.release_reply_codes(commits);
         for part in by_bucket(index).chunks(INDEX_BATCH_BUCKETS) {
             let mut batch = sled::Batch::default();
             for (key, bucket) in bucket_writes(&t.citizen_buckets, part)? {
@@ -1551,6 +1556,7 @@ impl Store {
     pub fn commit_family(&self, commit: &FamilyCommit) -> Result<()> {
         let writes = self.writes_of(std::slice::from_ref(commit));
         writes.put_side_tables(&self.trees)?;
+        self.release_reply_codes(std::slice::from_ref(commit));
         writes.put_families(&self.trees, self.scoring_table.get().map(|t| &**t))?;
         self.add_counters(&writes.counters)?;
         writes.remove_side_tables(&self.trees)
@@ -1566,6 +1572,7 @@ impl Store {
         }
         let writes = self.writes_of(commits);
         writes.put_side_tables(&self.trees)?;
+        self.release_reply_codes(commits);
         {
             let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
             if through > counters.through {
@@ -1588,6 +1595,42 @@ impl Store {
             self.phone_filter.mark(phone.as_str().as_bytes());
         }
         Writes::of(commits)
+    }
+
+    /// Picks the reply code of `entitlement_id`'s new request to `phone`:
+    /// `pick` is given the codes that the phone's other requests hold, written
+    /// or only picked so far ([`crate::reply_codes`]). The code stays reserved
+    /// until a commit writes the request.
+    pub fn pick_reply_code(
+        &self,
+        phone: &Phone,
+        entitlement_id: &str,
+        pick: impl FnOnce(&std::collections::BTreeSet<u16>) -> u16,
+    ) -> Result<u16> {
+        let written = || {
+            Ok(self
+                .open_requests(phone)?
+                .into_iter()
+                .filter(|request| request.entitlement_id != entitlement_id)
+                .map(|request| request.code)
+                .collect())
+        };
+        self.reply_codes
+            .pick(phone.as_str(), entitlement_id, written, pick)
+    }
+
+    /// Drops the reservations of the requests `commits` opened, once the
+    /// tree holds them.
+    fn release_reply_codes(&self, commits: &[FamilyCommit]) {
+        for (phone, request) in commits.iter().flat_map(|commit| &commit.requests_opened) {
+            self.reply_codes
+                .release(phone.as_str(), &request.entitlement_id);
+        }
+    }
+
+    /// Codes picked for requests that no commit has written yet.
+    pub fn reserved_reply_codes(&self) -> usize {
+        self.reply_codes.len()
     }
 
     /// Reads the phones of every open request into the phone filter, after which
