@@ -805,6 +805,7 @@ async fn whatif(arguments: &WhatIfArgs) -> anyhow::Result<()> {
     let mut total = WhatIfTally::new(&proposal);
     scan_families(
         &store,
+        proposal.income_need(),
         || WhatIfTally::new(&proposal),
         |tally: &mut WhatIfTally, record, stored| tally.add(&proposal, record, stored, today),
         |part| total.merge(part),
@@ -818,6 +819,7 @@ async fn whatif(arguments: &WhatIfArgs) -> anyhow::Result<()> {
     let mut changed = 0u64;
     scan_families(
         &store,
+        proposal.income_need(),
         || 0u64,
         |count: &mut u64, record, stored| {
             *count += u64::from(proposal.changes_outcome(record, stored, today));

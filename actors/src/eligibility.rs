@@ -1583,6 +1583,24 @@ mod tests {
             (written.eligible, &written.award, &written.more_awards),
             "{code}: the decision depends on its words"
         );
+        // Scans decide kinds that read no income on families read without them.
+        if !program.kind().reads_incomes() {
+            let mut without = record.clone();
+            for member in &mut without.members {
+                member.facts.incomes.clear();
+            }
+            let blind = decide(
+                program,
+                &Household::new(&without, today()),
+                rules,
+                Words::Skipped,
+            );
+            assert_eq!(
+                (blind.eligible, &blind.award, &blind.more_awards),
+                (written.eligible, &written.award, &written.more_awards),
+                "{code}: the decision reads incomes, which ProgramKind::reads_incomes denies"
+            );
+        }
         written
     }
 

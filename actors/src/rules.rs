@@ -252,6 +252,22 @@ impl ProgramKind {
         }
     }
 
+    /// Whether deciding a program of this kind reads the members' incomes. A
+    /// what-if or a re-score that decides again only programs that read none
+    /// (and scores nobody again) reads families without their incomes
+    /// ([`storage::compact::IncomeNeed`]).
+    pub fn reads_incomes(self) -> bool {
+        match self {
+            ProgramKind::Survivor | ProgramKind::JobLoss | ProgramKind::Tsa => true,
+            ProgramKind::Birth
+            | ProgramKind::Childcare
+            | ProgramKind::LargeFamily
+            | ProgramKind::Award
+            | ProgramKind::DisabledChildParent
+            | ProgramKind::Disability => false,
+        }
+    }
+
     pub fn parse(text: &str) -> Option<ProgramKind> {
         ProgramKind::ALL
             .into_iter()

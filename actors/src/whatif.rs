@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use serde::Serialize;
+use storage::compact::IncomeNeed;
 use storage::ids::{FamilyId, Region};
 use storage::money::Money;
 use storage::projection::{DecisionSummary, Outcome};
@@ -124,6 +125,22 @@ impl<'r> Proposal<'r> {
                             .any(|base| base.program(&program.code) != Some(program))
                 })
                 .collect(),
+        }
+    }
+
+    /// What this proposal reads of the families' incomes: nothing of a family
+    /// with a stored outcome when it scores nobody again and decides again
+    /// only programs that read no income. A stored outcome holds every program
+    /// its catalogue has, and the proposal decides again every program one of
+    /// `bases` lacks, so what a family's stored outcome lacks is decided again.
+    pub fn income_need(&self) -> IncomeNeed {
+        let reads = self.rescore
+            || (self.rules.programs.iter().zip(&self.redecide))
+                .any(|(program, redecide)| *redecide && program.kind().reads_incomes());
+        if reads {
+            IncomeNeed::Read
+        } else {
+            IncomeNeed::OnlyUndecided
         }
     }
 

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use storage::compact::IncomeNeed;
 use storage::event::{LogEntry, OperatorAction};
 use storage::ids::{FamilyId, Iin, Month, Region};
 use storage::projection::Outcome;
@@ -816,7 +817,7 @@ async fn quarantine(
 }
 
 /// Runs `work` over every family's scoring projection (its scoring inputs and
-/// stored outcome), split across the cores, and merges the per-thread results,
+/// stored outcome; from the table, incomes as `need` says), split across the cores, and merges the per-thread results,
 /// each begun with `start`; returns how many families it read. Reads the
 /// scoring table (503 while `serve` is still building it after a start), or,
 /// with `storage.scoring_table = false`, every family record. Families come in
@@ -824,6 +825,7 @@ async fn quarantine(
 /// the whole store.
 pub fn scan_families<T, S, W, M>(
     store: &storage::Store,
+    need: IncomeNeed,
     start: S,
     work: W,
     mut merge: M,
@@ -860,6 +862,7 @@ where
     let parts = table
         .scan(
             threads,
+            need,
             || (start(), 0u64),
             |(accumulator, scanned), record, outcome| {
                 *scanned += 1;
@@ -983,6 +986,7 @@ async fn whatif(
         let mut total = WhatIfTally::new(&proposal);
         let scanned = scan_families(
             &worker_state.store,
+            proposal.income_need(),
             || WhatIfTally::new(&proposal),
             |tally: &mut WhatIfTally, record, stored| tally.add(&proposal, record, stored, today),
             |part| total.merge(part),
@@ -1090,6 +1094,7 @@ async fn reload_rules(
         let mut changed: Vec<FamilyId> = Vec::new();
         let scanned = scan_families(
             &worker_state.store,
+            proposal.income_need(),
             Vec::new,
             |changed: &mut Vec<FamilyId>, record, stored| {
                 if proposal.changes_outcome(record, stored, today) {
@@ -1200,6 +1205,7 @@ mod tests {
             let mut total = WhatIfTally::new(&proposal);
             scan_families(
                 &store,
+                proposal.income_need(),
                 || WhatIfTally::new(&proposal),
                 |tally: &mut WhatIfTally, record, stored| {
                     tally.add(&proposal, record, stored, today)
@@ -1210,7 +1216,15 @@ mod tests {
         };
         // Without the scoring table (`storage.scoring_table = false`), scans
         // read the records.
-        let scan = || scan_families(&store, || 0u64, |n: &mut u64, _, _| *n += 1, |_| {});
+        let scan = || {
+            scan_families(
+                &store,
+                IncomeNeed::Read,
+                || 0u64,
+                |n: &mut u64, _, _| *n += 1,
+                |_| {},
+            )
+        };
         assert_eq!(scan().unwrap(), 1_500);
         let from_records = whatif().unwrap();
         // With it, scans wait (503) until it is built, as after a start, and
@@ -1242,21 +1256,26 @@ mod tests {
         let tsa = text.find("\n[[program]]\ncode = \"tsa\"").unwrap();
         let without_tsa = Rules::from_toml_str(&text[..tsa], 2026).unwrap();
         let today = local_date(chrono::Utc::now());
-        // The table's projections, in id order as `values`.
-        let mut decoded = Vec::new();
-        scan_families(
-            &store,
-            Vec::new,
-            |seen: &mut Vec<storage::projection::ScoringProjection>, record, outcome| {
-                seen.push(storage::projection::ScoringProjection {
-                    inputs: record.clone(),
-                    outcome: outcome.cloned(),
-                });
-            },
-            |part| decoded.extend(part),
-        )
-        .unwrap();
-        decoded.sort_by(|a, b| a.inputs.family_id.cmp(&b.inputs.family_id));
+        // The table's projections, read as `need` says, in id order as `values`.
+        let read_as = |need: IncomeNeed| {
+            let mut decoded = Vec::new();
+            scan_families(
+                &store,
+                need,
+                Vec::new,
+                |seen: &mut Vec<storage::projection::ScoringProjection>, record, outcome| {
+                    seen.push(storage::projection::ScoringProjection {
+                        inputs: record.clone(),
+                        outcome: outcome.cloned(),
+                    });
+                },
+                |part| decoded.extend(part),
+            )
+            .unwrap();
+            decoded.sort_by(|a, b| a.inputs.family_id.cmp(&b.inputs.family_id));
+            decoded
+        };
+        let decoded = read_as(IncomeNeed::Read);
         let dropping_tsa = Proposal::new(&[&current], &without_tsa);
         let mut tally = WhatIfTally::new(&dropping_tsa);
         for projection in &decoded {
@@ -1279,9 +1298,26 @@ mod tests {
             (0, tsa_figures.eligible_now, 0)
         );
         assert_eq!(report.programs.len(), current.programs.len());
+        // Each program decided again alone (its name changed): programs that
+        // read no income are decided on families read without them.
+        let renamed: Vec<(String, Rules)> = current
+            .programs
+            .iter()
+            .enumerate()
+            .map(|(index, program)| {
+                let mut rules = current.clone();
+                rules.programs[index].name_en.push_str(" (renamed)");
+                (format!("{} renamed", program.code), rules)
+            })
+            .collect();
         let cases = proposals
             .iter()
             .map(|patch| (*patch, vec![&current], patched(patch)))
+            .chain(
+                renamed
+                    .iter()
+                    .map(|(name, rules)| (name.as_str(), vec![&current], rules.clone())),
+            )
             .chain([
                 (
                     "reload after a restart with a changed file",
@@ -1302,8 +1338,12 @@ mod tests {
             unseen,
             "against the running catalogue alone, the change goes unseen"
         );
+        let mut skipped = 0;
         for (patch, bases, proposed) in cases {
             let proposal = Proposal::new(&bases, &proposed);
+            let need = proposal.income_need();
+            skipped += usize::from(need == IncomeNeed::OnlyUndecided);
+            let read = read_as(need);
             let (mut differ, mut changed) = (0, 0);
             for (index, value) in values.iter().enumerate() {
                 let record: FamilyRecord = storage::codec::decode(value).unwrap();
@@ -1319,8 +1359,14 @@ mod tests {
                     "the stored outcome is the current rules' at its time"
                 );
                 let whole = evaluate(&record, &proposed, now);
-                let projection = &decoded[index];
-                assert_eq!(projection, &record.scoring_projection());
+                let projection = &read[index];
+                let mut expected = record.scoring_projection();
+                if need == IncomeNeed::OnlyUndecided {
+                    for member in &mut expected.inputs.members {
+                        member.facts.incomes.clear();
+                    }
+                }
+                assert_eq!(projection, &expected);
                 let (inputs, outcome) = (&projection.inputs, projection.outcome.as_ref());
                 let (level, benefits) = proposal.outcome(inputs, outcome, today);
                 assert_eq!(level, whole.level, "{patch}: {}", record.family_id);
@@ -1340,11 +1386,14 @@ mod tests {
                 changed += usize::from(changes);
             }
             assert_eq!(differ, changed);
-            if patch.starts_with("version") {
+            if patch.starts_with("version") || patch.ends_with("renamed") {
                 assert_eq!(changed, 0, "the same rules change nobody");
             } else {
                 assert!(changed > 0, "{patch} changes some of 1,500 families");
             }
         }
+        // Read without incomes: the large-family change (twice), the same
+        // rules, the catalogue without TSA, and six of the nine kinds renamed.
+        assert_eq!(skipped, 10);
     }
 }

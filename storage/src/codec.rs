@@ -941,8 +941,22 @@ mod tests {
                     prop_assert_eq!(&scratch.record, &inputs);
                     prop_assert_eq!(scratch.outcome(), projection.outcome.as_ref());
                 }
+                // Without incomes where there is a stored outcome, then whole again.
+                let only_undecided = crate::compact::IncomeNeed::OnlyUndecided;
+                let mut blind = inputs.clone();
+                if projection.outcome.is_some() {
+                    for member in &mut blind.members {
+                        member.facts.incomes.clear();
+                    }
+                }
+                scratch.decode_for(&bytes, only_undecided).unwrap();
+                prop_assert_eq!(&scratch.record, &blind);
+                prop_assert_eq!(scratch.outcome(), projection.outcome.as_ref());
+                scratch.decode(&bytes).unwrap();
+                prop_assert_eq!(&scratch.record, &inputs);
                 for length in 0..bytes.len() {
                     prop_assert!(scratch.decode(&bytes[..length]).is_err());
+                    prop_assert!(scratch.decode_for(&bytes[..length], only_undecided).is_err());
                 }
             }
         }

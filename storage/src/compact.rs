@@ -448,6 +448,20 @@ fn set_of<T: Copy + Ord>(set: &mut BTreeSet<T>, list: &[T], mask: u8) {
     }
 }
 
+/// What [`Scratch::decode_for`] reads of the members' incomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncomeNeed {
+    /// Every family's, as [`encode`] wrote them.
+    Read,
+    /// None for a family with a stored outcome: its members' incomes are left
+    /// empty. For a scan that decides again only what reads no income (no
+    /// re-scoring, no income-tested program) and takes the rest from the
+    /// stored outcome; a family without one is evaluated whole, so it is read
+    /// whole. Incomes are a third of the compact form and most of the work of
+    /// reading it.
+    OnlyUndecided,
+}
+
 /// A family read from its compact form into buffers kept from one family to
 /// the next: after a few families, reading one allocates nothing.
 pub struct Scratch {
@@ -497,8 +511,14 @@ impl Scratch {
 
     /// Reads a family that [`encode`] wrote.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<(), CompactError> {
+        self.decode_for(bytes, IncomeNeed::Read)
+    }
+
+    /// Reads a family that [`encode`] wrote, its incomes as `need` says.
+    pub fn decode_for(&mut self, bytes: &[u8], need: IncomeNeed) -> Result<(), CompactError> {
         let mut reader = Reader { bytes };
         let flags = reader.byte()?;
+        let read_incomes = need == IncomeNeed::Read || flags & 16 == 0;
         let record = &mut self.record;
         record.address = if flags & 1 != 0 {
             Some(Address {
@@ -541,7 +561,21 @@ impl Scratch {
             record.members.push(member);
         }
         for member in &mut record.members {
-            decode_member(&mut reader, member, &mut self.rows, &mut self.income_maps)?;
+            decode_member(&mut reader, member)?;
+            if read_incomes {
+                decode_incomes(
+                    &mut reader,
+                    &mut member.facts.incomes,
+                    &mut self.rows,
+                    &mut self.income_maps,
+                )?;
+            } else {
+                skip_incomes(
+                    &mut reader,
+                    &mut member.facts.incomes,
+                    &mut self.income_maps,
+                )?;
+            }
         }
         self.has_outcome = flags & 16 != 0;
         if self.has_outcome {
@@ -607,12 +641,8 @@ impl Scratch {
     }
 }
 
-fn decode_member(
-    reader: &mut Reader<'_>,
-    member: &mut Member,
-    rows: &mut Vec<IncomeRow>,
-    income_maps: &mut Vec<Incomes>,
-) -> Result<(), CompactError> {
+/// Reads a member up to its incomes.
+fn decode_member(reader: &mut Reader<'_>, member: &mut Member) -> Result<(), CompactError> {
     let bits = reader.byte()?;
     let more = reader.byte()?;
     member.role = nth(&ROLES, bits & 7, "a role")?;
@@ -689,7 +719,7 @@ fn decode_member(
         None
     };
     set_of(&mut facts.awards, &AWARDS, more >> 4);
-    decode_incomes(reader, &mut facts.incomes, rows, income_maps)
+    Ok(())
 }
 
 /// One month of a member's incomes as read: the sources' mask and amounts.
@@ -705,6 +735,34 @@ fn same_shape(incomes: &Incomes, rows: &[IncomeRow]) -> bool {
         && incomes.iter().zip(rows).all(|((month, by_source), row)| {
             *month == row.0 && mask(&SOURCES, by_source.keys().copied()) == row.1
         })
+}
+
+/// Moves past a member's incomes, leaving `incomes` empty; its map is kept
+/// for a later member of its shape, as [`decode_incomes`] keeps them.
+fn skip_incomes(
+    reader: &mut Reader<'_>,
+    incomes: &mut Incomes,
+    kept: &mut Vec<Incomes>,
+) -> Result<(), CompactError> {
+    for _ in 0..reader.count()? {
+        reader.number()?;
+        let sources = reader.byte()?;
+        for _ in 0..sources.count_ones() {
+            reader.number()?;
+        }
+    }
+    keep_income_map(kept, std::mem::take(incomes));
+    Ok(())
+}
+
+/// Keeps a member's income map for a later member of its shape.
+fn keep_income_map(kept: &mut Vec<Incomes>, map: Incomes) {
+    if !map.is_empty() {
+        if kept.len() == INCOME_MAPS_KEPT {
+            kept.swap_remove(0);
+        }
+        kept.push(map);
+    }
 }
 
 /// Reads a member's incomes into `incomes`. Its maps' nodes are kept when the
@@ -753,13 +811,7 @@ fn decode_incomes(
                 })
                 .collect(),
         };
-        let old = std::mem::replace(incomes, taken);
-        if !old.is_empty() {
-            if kept.len() == INCOME_MAPS_KEPT {
-                kept.swap_remove(0);
-            }
-            kept.push(old);
-        }
+        keep_income_map(kept, std::mem::replace(incomes, taken));
     }
     for ((_, by_source), (_, _, amounts)) in incomes.iter_mut().zip(rows.iter()) {
         for (source, amount) in by_source.iter_mut() {

@@ -25,7 +25,7 @@ use std::sync::RwLock;
 
 use hashbrown::HashTable;
 
-use crate::compact::{CompactError, Scratch};
+use crate::compact::{CompactError, IncomeNeed, Scratch};
 use crate::projection::Outcome;
 use crate::record::FamilyRecord;
 
@@ -292,10 +292,16 @@ impl ScoringTable {
         })
     }
 
-    /// Runs `work` on every family, on `threads` threads, each with its own
-    /// accumulator from `start`; returns the accumulators. Families come in no
-    /// particular order.
-    pub fn scan<T, S, W>(&self, threads: usize, start: S, work: W) -> Result<Vec<T>, CompactError>
+    /// Runs `work` on every family, read as `need` says, on `threads` threads,
+    /// each with its own accumulator from `start`; returns the accumulators.
+    /// Families come in no particular order.
+    pub fn scan<T, S, W>(
+        &self,
+        threads: usize,
+        need: IncomeNeed,
+        start: S,
+        work: W,
+    ) -> Result<Vec<T>, CompactError>
     where
         T: Send,
         S: Fn() -> T + Sync,
@@ -312,7 +318,7 @@ impl ScoringTable {
                         for shard in self.shards.iter().skip(first).step_by(threads) {
                             let shard = shard.read().unwrap_or_else(|e| e.into_inner());
                             for (id, compact) in shard.live() {
-                                scratch.decode(compact)?;
+                                scratch.decode_for(compact, need)?;
                                 scratch.record.family_id.set_from_bytes(id);
                                 work(&mut accumulator, &scratch.record, scratch.outcome());
                             }
@@ -357,6 +363,7 @@ mod tests {
         let parts = table
             .scan(
                 threads,
+                IncomeNeed::Read,
                 Vec::new,
                 |seen: &mut Vec<(String, bool)>, record, _| {
                     seen.push((record.family_id.to_string(), record.social_contract));

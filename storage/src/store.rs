@@ -2708,6 +2708,7 @@ mod tests {
         let mut all: Vec<ScoringProjection> = table
             .scan(
                 2,
+                crate::compact::IncomeNeed::Read,
                 Vec::new,
                 |seen: &mut Vec<ScoringProjection>, record, outcome| {
                     seen.push(ScoringProjection {
@@ -2891,9 +2892,14 @@ mod tests {
     /// Each family in the scoring table: its social contract, as a scan reads it.
     fn table_contracts(table: &ScoringTable) -> BTreeMap<String, bool> {
         table
-            .scan(2, Vec::new, |seen: &mut Vec<(String, bool)>, record, _| {
-                seen.push((record.family_id.to_string(), record.social_contract));
-            })
+            .scan(
+                2,
+                crate::compact::IncomeNeed::Read,
+                Vec::new,
+                |seen: &mut Vec<(String, bool)>, record, _| {
+                    seen.push((record.family_id.to_string(), record.social_contract));
+                },
+            )
             .unwrap()
             .into_iter()
             .flatten()
