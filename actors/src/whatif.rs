@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use serde::Serialize;
-use storage::compact::IncomeNeed;
+use storage::compact::{code_number, known_code_number, IncomeNeed};
 use storage::ids::{FamilyId, Region};
 use storage::money::Money;
 use storage::projection::{DecisionSummary, Outcome};
@@ -87,6 +87,9 @@ pub struct Proposal<'r> {
     /// Per proposed program, in catalogue order: decided again (its rule or a
     /// constant it reads changed), or read from the stored outcome.
     redecide: Vec<bool>,
+    /// Per proposed program, its code's number ([`storage::compact::code_number`]),
+    /// or `u32::MAX` for a code no stored outcome can hold.
+    numbers: Vec<u32>,
 }
 
 impl<'r> Proposal<'r> {
@@ -123,6 +126,21 @@ impl<'r> Proposal<'r> {
                         || bases
                             .iter()
                             .any(|base| base.program(&program.code) != Some(program))
+                })
+                .collect(),
+            // The bases' codes are registered; a code only a what-if names
+            // is not (the register lives as long as the process).
+            numbers: programs
+                .iter()
+                .map(|program| {
+                    if bases
+                        .iter()
+                        .any(|base| base.program(&program.code).is_some())
+                    {
+                        code_number(&program.code)
+                    } else {
+                        known_code_number(&program.code).unwrap_or(u32::MAX)
+                    }
                 })
                 .collect(),
         }
@@ -177,11 +195,12 @@ impl<'r> Proposal<'r> {
                 .programs
                 .iter()
                 .zip(&self.redecide)
+                .zip(&self.numbers)
                 .enumerate()
-                .map(|(index, (program, redecide))| {
+                .map(|(index, ((program, redecide), number))| {
                     let kept = stored
                         .filter(|_| !redecide)
-                        .and_then(|stored| stored_decision(stored, index, &program.code));
+                        .and_then(|stored| stored_decision(stored, index, *number));
                     match kept {
                         Some(decision) => stored_benefit(decision),
                         None => {
@@ -245,19 +264,15 @@ impl<'r> Proposal<'r> {
     }
 }
 
-/// The stored decision of the program `code`, which stored outcomes mostly hold
-/// at the index the proposed catalogue gives it.
-fn stored_decision<'o>(
-    stored: &'o Outcome,
-    index: usize,
-    code: &str,
-) -> Option<&'o DecisionSummary> {
+/// The stored decision of the program numbered `code_number`, which stored
+/// outcomes mostly hold at the index the proposed catalogue gives it.
+fn stored_decision(stored: &Outcome, index: usize, code_number: u32) -> Option<&DecisionSummary> {
     match stored.programs.get(index) {
-        Some(decision) if decision.code == code => Some(decision),
+        Some(decision) if decision.code_number == code_number => Some(decision),
         _ => stored
             .programs
             .iter()
-            .find(|decision| decision.code == code),
+            .find(|decision| decision.code_number == code_number),
     }
 }
 
@@ -274,6 +289,8 @@ const UNKNOWN_REGION: usize = Region::ALL.len();
 #[derive(Debug, Default, Clone)]
 struct ProgramTally {
     code: String,
+    /// The code's number, as [`DecisionSummary::code_number`].
+    code_number: u32,
     eligible_now: u64,
     eligible_whatif: u64,
     gain: u64,
@@ -314,8 +331,10 @@ impl WhatIfTally {
                 .rules
                 .programs
                 .iter()
-                .map(|program| ProgramTally {
+                .zip(&proposal.numbers)
+                .map(|(program, number)| ProgramTally {
                     code: program.code.clone(),
+                    code_number: *number,
                     ..ProgramTally::default()
                 })
                 .collect(),
@@ -328,12 +347,13 @@ impl WhatIfTally {
         }
     }
 
-    fn slot(&mut self, code: &str) -> usize {
+    fn slot(&mut self, code: &str, code_number: u32) -> usize {
         match self.programs.iter().position(|p| p.code == code) {
             Some(slot) => slot,
             None => {
                 self.programs.push(ProgramTally {
                     code: code.to_owned(),
+                    code_number,
                     ..ProgramTally::default()
                 });
                 self.programs.len() - 1
@@ -359,8 +379,8 @@ impl WhatIfTally {
             for (index, decision) in stored.programs.iter().enumerate() {
                 // Stored outcomes are mostly in the proposed catalogue's order.
                 let slot = match self.programs.get(index) {
-                    Some(tally) if tally.code == decision.code => index,
-                    _ => self.slot(&decision.code),
+                    Some(tally) if tally.code_number == decision.code_number => index,
+                    _ => self.slot(&decision.code, decision.code_number),
                 };
                 if self.before.len() <= slot {
                     self.before.resize(slot + 1, None);
@@ -425,7 +445,7 @@ impl WhatIfTally {
             }
         }
         for theirs in other.programs {
-            let slot = self.slot(&theirs.code);
+            let slot = self.slot(&theirs.code, theirs.code_number);
             let ours = &mut self.programs[slot];
             ours.eligible_now += theirs.eligible_now;
             ours.eligible_whatif += theirs.eligible_whatif;

@@ -136,13 +136,7 @@ fn codes() -> &'static RwLock<Codes> {
 /// The number of a program code in this process's register, given on first
 /// sight. Codes come from catalogues: a handful, each registered once.
 pub fn code_number(code: &str) -> u32 {
-    let known = codes()
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .numbers
-        .get(code)
-        .copied();
-    if let Some(number) = known {
+    if let Some(number) = known_code_number(code) {
         return number;
     }
     let mut codes = codes().write().unwrap_or_else(|e| e.into_inner());
@@ -154,6 +148,17 @@ pub fn code_number(code: &str) -> u32 {
     codes.names.push(name);
     codes.numbers.insert(name, number);
     number
+}
+
+/// The number of a program code if it has one: a code no catalogue nor stored
+/// outcome has named has none (and gets none from a what-if that names it).
+pub fn known_code_number(code: &str) -> Option<u32> {
+    codes()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .numbers
+        .get(code)
+        .copied()
 }
 
 /// The register's codes, in number order: saved with a table, so that another
@@ -435,16 +440,19 @@ impl Reader<'_> {
     }
 }
 
-fn set_of<T: Copy + Ord>(set: &mut BTreeSet<T>, list: &[T], mask: u8) {
-    let wanted = || {
-        list.iter()
-            .enumerate()
-            .filter(move |(index, _)| mask & 1 << index != 0)
-            .map(|(_, value)| *value)
-    };
-    if !set.iter().copied().eq(wanted()) {
+/// Makes `set` the values of `list` that `mask` selects. `held` is the mask
+/// the set was last made from, if known: a set already made from `mask` is
+/// left alone (comparing sets costs more than a scan's deciding).
+fn set_of<T: Copy + Ord>(set: &mut BTreeSet<T>, held: &mut Option<u8>, list: &[T], mask: u8) {
+    if *held != Some(mask) {
         set.clear();
-        set.extend(wanted());
+        set.extend(
+            list.iter()
+                .enumerate()
+                .filter(|(index, _)| mask & 1 << index != 0)
+                .map(|(_, value)| *value),
+        );
+        *held = Some(mask);
     }
 }
 
@@ -466,17 +474,21 @@ pub enum IncomeNeed {
 /// the next: after a few families, reading one allocates nothing.
 pub struct Scratch {
     /// The family's scoring inputs. Its id is a placeholder: the table keeps
-    /// ids beside the compact forms.
-    pub record: FamilyRecord,
+    /// ids beside the compact forms. Only `decode_for` changes it, or the
+    /// masks below would not hold.
+    pub(crate) record: FamilyRecord,
     outcome: Outcome,
     has_outcome: bool,
-    /// Members of earlier, larger families, kept with their buffers.
-    spare: Vec<Member>,
+    /// The mask each member's awards were made from ([`set_of`]), by member.
+    award_masks: Vec<Option<u8>>,
+    /// The mask the housing's utilities were made from.
+    utilities_mask: Option<u8>,
+    /// Members of earlier, larger families, kept with their buffers (and
+    /// their awards' masks).
+    spare: Vec<(Member, Option<u8>)>,
     /// Decisions of earlier, longer outcomes, kept with their buffers.
     spare_decisions: Vec<DecisionSummary>,
     rows: Vec<IncomeRow>,
-    /// The code number each decision of `outcome` holds the name of.
-    decision_codes: Vec<u32>,
     /// The register's names, copied when a number is not among them yet:
     /// the register's lock is not taken per family.
     code_names: Vec<&'static str>,
@@ -493,10 +505,11 @@ impl Default for Scratch {
                 programs: Vec::new(),
             },
             has_outcome: false,
+            award_masks: Vec::new(),
+            utilities_mask: None,
             spare: Vec::new(),
             spare_decisions: Vec::new(),
             rows: Vec::new(),
-            decision_codes: Vec::new(),
             code_names: Vec::new(),
             income_maps: Vec::new(),
         }
@@ -504,6 +517,11 @@ impl Default for Scratch {
 }
 
 impl Scratch {
+    /// The family last read: its scoring inputs (its id is a placeholder).
+    pub fn record(&self) -> &FamilyRecord {
+        &self.record
+    }
+
     /// The stored outcome of the family last read.
     pub fn outcome(&self) -> Option<&Outcome> {
         self.has_outcome.then_some(&self.outcome)
@@ -537,6 +555,9 @@ impl Scratch {
             let area_decimetres =
                 u32::try_from(reader.number()?).map_err(|_| CompactError("an area"))?;
             let utilities = reader.byte()?;
+            if record.housing.is_none() {
+                self.utilities_mask = None;
+            }
             let housing = record.housing.get_or_insert_with(|| Housing {
                 tenure,
                 area_decimetres,
@@ -544,24 +565,33 @@ impl Scratch {
             });
             housing.tenure = tenure;
             housing.area_decimetres = area_decimetres;
-            set_of(&mut housing.utilities, &UTILITIES, utilities);
+            set_of(
+                &mut housing.utilities,
+                &mut self.utilities_mask,
+                &UTILITIES,
+                utilities,
+            );
         } else {
             record.housing = None;
         }
         record.social_contract = flags & 8 != 0;
         let members = reader.count()?;
         while record.members.len() > members {
-            self.spare.extend(record.members.pop());
+            let member = record.members.pop().expect("more members than wanted");
+            let mask = self.award_masks.pop().expect("a mask per member");
+            self.spare.push((member, mask));
         }
         while record.members.len() < members {
-            let member = self.spare.pop().unwrap_or_else(|| Member {
-                role: Role::Other,
-                facts: CitizenFacts::new(Iin::from_number(0).expect("zero fits")),
+            let (member, mask) = self.spare.pop().unwrap_or_else(|| {
+                let facts = CitizenFacts::new(Iin::from_number(0).expect("zero fits"));
+                let role = Role::Other;
+                (Member { role, facts }, None)
             });
             record.members.push(member);
+            self.award_masks.push(mask);
         }
-        for member in &mut record.members {
-            decode_member(&mut reader, member)?;
+        for (member, awards_mask) in record.members.iter_mut().zip(&mut self.award_masks) {
+            decode_member(&mut reader, member, awards_mask)?;
             if read_incomes {
                 decode_incomes(
                     &mut reader,
@@ -585,18 +615,17 @@ impl Scratch {
             while decisions.len() > programs {
                 self.spare_decisions.extend(decisions.pop());
             }
-            self.decision_codes.truncate(decisions.len());
             while decisions.len() < programs {
                 decisions.push(self.spare_decisions.pop().unwrap_or(DecisionSummary {
                     code: String::new(),
+                    code_number: u32::MAX,
                     eligible: false,
                     award: None,
                     more_awards: Vec::new(),
                 }));
-                self.decision_codes.push(u32::MAX);
             }
             let mut last_code: Option<u32> = None;
-            for (decision, held) in decisions.iter_mut().zip(&mut self.decision_codes) {
+            for decision in decisions.iter_mut() {
                 let flags = reader.byte()?;
                 let number = if flags & 64 != 0 {
                     last_code
@@ -606,7 +635,7 @@ impl Scratch {
                     u32::try_from(reader.number()?).map_err(|_| CompactError("a code"))?
                 };
                 last_code = Some(number);
-                if *held != number {
+                if decision.code_number != number {
                     let index = usize::try_from(number).unwrap_or(usize::MAX);
                     if index >= self.code_names.len() {
                         let codes = codes().read().unwrap_or_else(|e| e.into_inner());
@@ -618,7 +647,7 @@ impl Scratch {
                         .ok_or(CompactError("a program code"))?;
                     decision.code.clear();
                     decision.code.push_str(code);
-                    *held = number;
+                    decision.code_number = number;
                 }
                 decision.eligible = flags & 1 != 0;
                 decision.award = if flags & 2 != 0 {
@@ -641,8 +670,13 @@ impl Scratch {
     }
 }
 
-/// Reads a member up to its incomes.
-fn decode_member(reader: &mut Reader<'_>, member: &mut Member) -> Result<(), CompactError> {
+/// Reads a member up to its incomes; `awards_mask` is the mask its awards
+/// were made from ([`set_of`]).
+fn decode_member(
+    reader: &mut Reader<'_>,
+    member: &mut Member,
+    awards_mask: &mut Option<u8>,
+) -> Result<(), CompactError> {
     let bits = reader.byte()?;
     let more = reader.byte()?;
     member.role = nth(&ROLES, bits & 7, "a role")?;
@@ -718,7 +752,7 @@ fn decode_member(reader: &mut Reader<'_>, member: &mut Member) -> Result<(), Com
     } else {
         None
     };
-    set_of(&mut facts.awards, &AWARDS, more >> 4);
+    set_of(&mut facts.awards, awards_mask, &AWARDS, more >> 4);
     Ok(())
 }
 

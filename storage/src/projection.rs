@@ -26,6 +26,9 @@ pub struct Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecisionSummary {
     pub code: String,
+    /// The code's number in this process's register
+    /// ([`crate::compact::code_number`]): scans compare it, not the text.
+    pub code_number: u32,
     pub eligible: bool,
     pub award: Option<AwardDecision>,
     pub more_awards: Vec<AwardDecision>,
@@ -74,6 +77,7 @@ impl FamilyRecord {
                 .iter()
                 .map(|decision| DecisionSummary {
                     code: decision.code.clone(),
+                    code_number: crate::compact::code_number(&decision.code),
                     eligible: decision.eligible,
                     award: decision.award.clone(),
                     more_awards: decision.more_awards.clone(),
