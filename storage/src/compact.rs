@@ -440,18 +440,40 @@ impl Reader<'_> {
     }
 }
 
-/// Makes `set` the values of `list` that `mask` selects. `held` is the mask
-/// the set was last made from, if known: a set already made from `mask` is
-/// left alone (comparing sets costs more than a scan's deciding).
-fn set_of<T: Copy + Ord>(set: &mut BTreeSet<T>, held: &mut Option<u8>, list: &[T], mask: u8) {
-    if *held != Some(mask) {
-        set.clear();
-        set.extend(
+/// Sets of a small enum's values, one made per mask and kept: a scan swaps
+/// them in and out of the families it reads instead of building sets.
+struct SetsByMask<T> {
+    sets: Vec<Option<BTreeSet<T>>>,
+}
+
+impl<T: Copy + Ord> SetsByMask<T> {
+    fn new(list: &[T]) -> SetsByMask<T> {
+        SetsByMask {
+            sets: (0..1 << list.len()).map(|_| None).collect(),
+        }
+    }
+
+    /// Makes `set` the values of `list` that `mask` selects. `held` is the
+    /// mask the set was made from, if known: a set made from `mask` is left
+    /// alone (comparing sets costs more than a scan's deciding), another is
+    /// kept for the next family with its mask.
+    fn make(&mut self, set: &mut BTreeSet<T>, held: &mut Option<u8>, list: &[T], mask: u8) {
+        // Bits past the list select nothing (damaged bytes may set them).
+        let mask = mask & (self.sets.len() - 1) as u8;
+        if *held == Some(mask) {
+            return;
+        }
+        let wanted = self.sets[usize::from(mask)].take().unwrap_or_else(|| {
             list.iter()
                 .enumerate()
                 .filter(|(index, _)| mask & 1 << index != 0)
-                .map(|(_, value)| *value),
-        );
+                .map(|(_, value)| *value)
+                .collect()
+        });
+        let old = std::mem::replace(set, wanted);
+        if let Some(old_mask) = *held {
+            self.sets[usize::from(old_mask)] = Some(old);
+        }
         *held = Some(mask);
     }
 }
@@ -479,10 +501,12 @@ pub struct Scratch {
     pub(crate) record: FamilyRecord,
     outcome: Outcome,
     has_outcome: bool,
-    /// The mask each member's awards were made from ([`set_of`]), by member.
+    /// The mask each member's awards were made from ([`SetsByMask::make`]), by member.
     award_masks: Vec<Option<u8>>,
     /// The mask the housing's utilities were made from.
     utilities_mask: Option<u8>,
+    awards: SetsByMask<Award>,
+    utilities: SetsByMask<Utility>,
     /// Members of earlier, larger families, kept with their buffers (and
     /// their awards' masks).
     spare: Vec<(Member, Option<u8>)>,
@@ -507,6 +531,8 @@ impl Default for Scratch {
             has_outcome: false,
             award_masks: Vec::new(),
             utilities_mask: None,
+            awards: SetsByMask::new(&AWARDS),
+            utilities: SetsByMask::new(&UTILITIES),
             spare: Vec::new(),
             spare_decisions: Vec::new(),
             rows: Vec::new(),
@@ -565,7 +591,7 @@ impl Scratch {
             });
             housing.tenure = tenure;
             housing.area_decimetres = area_decimetres;
-            set_of(
+            self.utilities.make(
                 &mut housing.utilities,
                 &mut self.utilities_mask,
                 &UTILITIES,
@@ -591,7 +617,7 @@ impl Scratch {
             self.award_masks.push(mask);
         }
         for (member, awards_mask) in record.members.iter_mut().zip(&mut self.award_masks) {
-            decode_member(&mut reader, member, awards_mask)?;
+            decode_member(&mut reader, member, awards_mask, &mut self.awards)?;
             if read_incomes {
                 decode_incomes(
                     &mut reader,
@@ -671,11 +697,12 @@ impl Scratch {
 }
 
 /// Reads a member up to its incomes; `awards_mask` is the mask its awards
-/// were made from ([`set_of`]).
+/// were made from ([`SetsByMask::make`]).
 fn decode_member(
     reader: &mut Reader<'_>,
     member: &mut Member,
     awards_mask: &mut Option<u8>,
+    awards: &mut SetsByMask<Award>,
 ) -> Result<(), CompactError> {
     let bits = reader.byte()?;
     let more = reader.byte()?;
@@ -752,7 +779,7 @@ fn decode_member(
     } else {
         None
     };
-    set_of(&mut facts.awards, awards_mask, &AWARDS, more >> 4);
+    awards.make(&mut facts.awards, awards_mask, &AWARDS, more >> 4);
     Ok(())
 }
 
