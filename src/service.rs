@@ -47,6 +47,8 @@ pub struct AppState {
     pub notifier: Addr<Notifier>,
     /// The catalogue's text as loaded, the base that what-if patches change.
     pub catalogue_text: RwLock<String>,
+    /// Kept catalogues (the store's, by version; the one in force) as parsed.
+    pub parsed_catalogues: ::actors::rules::ParsedCatalogues,
     pub agency_backlog: crate::http::public::AgencyBacklog,
 }
 
@@ -337,6 +339,7 @@ pub async fn start_with_store(
         clock,
         notifier,
         catalogue_text: RwLock::new(std::fs::read_to_string(&config.catalogue).unwrap_or_default()),
+        parsed_catalogues: Default::default(),
         agency_backlog,
     });
     let public_state = state.clone();

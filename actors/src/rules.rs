@@ -1246,9 +1246,77 @@ fn check_multiple(multiple: Rate) -> Result<Rate, String> {
     }
 }
 
+/// How many parsed catalogues [`ParsedCatalogues`] keeps.
+pub const PARSED_CATALOGUES_KEPT: usize = 4;
+
+/// Catalogues parsed from their text, the last few kept. A family's reasons
+/// are written again under the catalogue that decided it, which after a
+/// reload is an older one for every family the reload did not change, and
+/// parsing a catalogue costs more than reading the family. Keyed by year and
+/// text: a text that replaced another under the same version is parsed anew.
+#[derive(Default)]
+pub struct ParsedCatalogues {
+    kept: std::sync::Mutex<std::collections::VecDeque<(i32, String, std::sync::Arc<Rules>)>>,
+}
+
+impl ParsedCatalogues {
+    /// [`Rules::from_toml_str`], parsed once while it is among the last
+    /// [`PARSED_CATALOGUES_KEPT`] parsed (a text that fails is not kept).
+    pub fn parse(&self, text: &str, year: i32) -> Result<std::sync::Arc<Rules>, RulesError> {
+        let kept = |kept: &std::collections::VecDeque<(i32, String, std::sync::Arc<Rules>)>| {
+            kept.iter()
+                .find(|(kept_year, kept_text, _)| *kept_year == year && kept_text == text)
+                .map(|(_, _, rules)| rules.clone())
+        };
+        if let Some(rules) = kept(&self.kept.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(rules);
+        }
+        let rules = std::sync::Arc::new(Rules::from_toml_str(text, year)?);
+        let mut all = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(parsed_meanwhile) = kept(&all) {
+            return Ok(parsed_meanwhile);
+        }
+        if all.len() == PARSED_CATALOGUES_KEPT {
+            all.pop_front();
+        }
+        all.push_back((year, text.to_owned(), rules.clone()));
+        Ok(rules)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_catalogue_is_parsed_once_while_it_is_kept() {
+        let catalogues = ParsedCatalogues::default();
+        let text = shipped_text();
+        let first = catalogues.parse(&text, 2026).unwrap();
+        assert!(std::sync::Arc::ptr_eq(
+            &first,
+            &catalogues.parse(&text, 2026).unwrap()
+        ));
+        // Another year or text is another catalogue.
+        let other_year = catalogues.parse(&text, 2025).unwrap();
+        assert!(!std::sync::Arc::ptr_eq(&first, &other_year));
+        assert_eq!(other_year.year, 2025);
+        let renamed = text.replacen("version = \"", "version = \"x", 1);
+        assert_ne!(renamed, text);
+        let other_text = catalogues.parse(&renamed, 2026).unwrap();
+        assert_ne!(other_text.version, first.version);
+        // A text that fails is an error each time, and is not kept.
+        assert!(catalogues.parse("nonsense = [", 2026).is_err());
+        // Past the limit, the first parsed goes.
+        for version in 0..PARSED_CATALOGUES_KEPT {
+            let text = text.replacen("version = \"", &format!("version = \"{version}"), 1);
+            catalogues.parse(&text, 2026).unwrap();
+        }
+        assert!(!std::sync::Arc::ptr_eq(
+            &first,
+            &catalogues.parse(&text, 2026).unwrap()
+        ));
+    }
 
     /// The shipped catalogue's text.
     fn shipped_text() -> String {

@@ -540,10 +540,10 @@ fn explained_programs(
             .catalogue(version)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("catalogue {version} is not kept in this store"))?;
-        std::sync::Arc::new(
-            Rules::from_toml_str(&text, year)
-                .map_err(|e| format!("catalogue {version} no longer validates: {e}"))?,
-        )
+        state
+            .parsed_catalogues
+            .parse(&text, year)
+            .map_err(|e| format!("catalogue {version} no longer validates: {e}"))?
     };
     ::actors::scoring::explain_programs(record, &rules, evaluation).ok_or_else(|| {
         format!(
@@ -1048,8 +1048,8 @@ fn rules_behind_stored_outcomes(state: &AppState) -> Result<Vec<std::sync::Arc<R
         Some((year, text)) if year == state.config.year && text == running_text => {
             Ok(vec![running])
         }
-        Some((year, text)) => match Rules::from_toml_str(&text, year) {
-            Ok(in_force) => Ok(vec![running, std::sync::Arc::new(in_force)]),
+        Some((year, text)) => match state.parsed_catalogues.parse(&text, year) {
+            Ok(in_force) => Ok(vec![running, in_force]),
             Err(error) => {
                 tracing::warn!(%error, "the catalogue in force no longer validates; every family is decided again");
                 Ok(Vec::new())
