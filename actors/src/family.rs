@@ -205,7 +205,8 @@ pub fn reply_code_of(store: &Store) -> impl Fn(&Phone, &str, &BTreeSet<u16>) -> 
 }
 
 /// Applies a batch of inputs to a family, pure but for `reply_code` (a read of
-/// the phone index). Inputs at or below the record's `applied_seq` are skipped.
+/// the phone index, which reserves the code it picks until the commit is
+/// written). Inputs at or below the record's `applied_seq` are skipped.
 pub fn process(
     existing: Option<FamilyRecord>,
     family_id: &FamilyId,
