@@ -807,7 +807,8 @@ fn skip_incomes(
 ) -> Result<(), CompactError> {
     for _ in 0..reader.count()? {
         reader.number()?;
-        let sources = reader.byte()?;
+        // As `decode_incomes` reads them: one amount per source of the list.
+        let sources = reader.byte()? & ((1 << SOURCES.len()) - 1);
         for _ in 0..sources.count_ones() {
             reader.number()?;
         }
