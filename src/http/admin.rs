@@ -817,12 +817,12 @@ async fn quarantine(
 }
 
 /// Runs `work` over every family's scoring projection (its scoring inputs and
-/// stored outcome; from the table, incomes as `need` says), split across the cores, and merges the per-thread results,
+/// stored outcome), split across the cores, and merges the per-thread results,
 /// each begun with `start`; returns how many families it read. Reads the
-/// scoring table (503 while `serve` is still building it after a start), or,
-/// with `storage.scoring_table = false`, every family record. Families come in
-/// no particular order; each is read whole, but the scan is not a snapshot of
-/// the whole store.
+/// scoring table (503 while `serve` is still building it after a start), its
+/// incomes as `need` says, or, with `storage.scoring_table = false`, every
+/// family record whole. Families come in no particular order; each is read at
+/// once, but the scan is not a snapshot of the whole store.
 pub fn scan_families<T, S, W, M>(
     store: &storage::Store,
     need: IncomeNeed,
