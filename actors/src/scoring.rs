@@ -62,6 +62,16 @@ pub struct Scores {
 
 /// Scores the family on `today`.
 pub fn evaluate_scores(record: &FamilyRecord, rules: &Rules, today: NaiveDate) -> Scores {
+    scores(record, rules, today, Words::Written)
+}
+
+/// The family's level on `today`, for scans: its deprivation facts are
+/// counted, not written.
+pub fn level_on(record: &FamilyRecord, rules: &Rules, today: NaiveDate) -> Level {
+    scores(record, rules, today, Words::Skipped).level
+}
+
+fn scores(record: &FamilyRecord, rules: &Rules, today: NaiveDate, words: Words) -> Scores {
     let household = Household::new(record, today);
     let scoring = &rules.scoring;
     let denominator = scoring.denominator;
@@ -83,7 +93,7 @@ pub fn evaluate_scores(record: &FamilyRecord, rules: &Rules, today: NaiveDate) -
             indicator.weight.denominator, denominator,
             "weights share one denominator"
         );
-        let facts = deprivation_facts(indicator, &household, rules);
+        let facts = deprivation_facts(indicator, &household, rules, words);
         if facts.is_empty() {
             continue;
         }
@@ -454,11 +464,25 @@ fn names<'p>(people: impl IntoIterator<Item = &'p Person<'p>>) -> String {
 // ---------------------------------------------------------------------------------------------
 // The indicators
 
-/// The facts that deprive the family by `indicator`, in words; empty when it is not deprived.
+/// `format!` when facts are written out; when a scan only counts them, an
+/// empty string (which allocates nothing), its arguments never evaluated.
+macro_rules! fact {
+    ($words:expr, $($arg:tt)*) => {
+        if $words == Words::Written {
+            format!($($arg)*)
+        } else {
+            String::new()
+        }
+    };
+}
+
+/// The facts that deprive the family by `indicator`, in words (each empty
+/// with [`Words::Skipped`]); none when it is not deprived.
 fn deprivation_facts(
     indicator: &IndicatorRule,
     household: &Household<'_>,
     rules: &Rules,
+    words: Words,
 ) -> Vec<String> {
     let today = household.today;
     let living = &household.living;
@@ -468,7 +492,8 @@ fn deprivation_facts(
             .income_assessment(rules)
             .filter(IncomeAssessment::is_below_line)
             .map(|income| {
-                vec![format!(
+                vec![fact!(
+                    words,
                     "{} is below the {}",
                     income.describe_per_capita(),
                     income.describe_line()
@@ -492,7 +517,8 @@ fn deprivation_facts(
                 .iter()
                 .map(|person| {
                     let status = person.status().map_or("without work", status_name);
-                    format!(
+                    fact!(
+                        words,
                         "{}, aged {}, is {status}: no member aged {age_min}–{age_max} works",
                         person.name(),
                         person.age
@@ -504,13 +530,13 @@ fn deprivation_facts(
         IndicatorTest::NonMortgageDebt => living
             .iter()
             .filter(|person| person.facts.non_mortgage_debt)
-            .map(|person| format!("{} has a non-mortgage debt", person.name()))
+            .map(|person| fact!(words, "{} has a non-mortgage debt", person.name()))
             .collect(),
 
         IndicatorTest::Uninsured => living
             .iter()
             .filter(|person| person.facts.insured == Some(false))
-            .map(|person| format!("{} has no health insurance", person.name()))
+            .map(|person| fact!(words, "{} has no health insurance", person.name()))
             .collect(),
 
         IndicatorTest::DisabilityGroup { groups } => living
@@ -518,7 +544,8 @@ fn deprivation_facts(
             .filter_map(|person| {
                 let group =
                     valid_disability(person.facts, today).filter(|group| groups.contains(group))?;
-                Some(format!(
+                Some(fact!(
+                    words,
                     "{} has disability group {}{}",
                     person.name(),
                     group_name(group),
@@ -532,7 +559,8 @@ fn deprivation_facts(
             .filter_map(|person| {
                 let group = valid_disability(person.facts, today)
                     .filter(|group| *group == DisabilityGroup::Child || person.age <= *age_max)?;
-                Some(format!(
+                Some(fact!(
+                    words,
                     "{}, aged {}, is a child with disability group {}{}",
                     person.name(),
                     person.age,
@@ -544,7 +572,8 @@ fn deprivation_facts(
 
         IndicatorTest::Tenure { tenures } => match &household.record.housing {
             Some(housing) if tenures.contains(&housing.tenure) => {
-                vec![format!(
+                vec![fact!(
+                    words,
                     "the family's housing tenure is {}",
                     tenure_name(housing.tenure)
                 )]
@@ -564,7 +593,7 @@ fn deprivation_facts(
                 return Vec::new();
             }
             let per_person = housing.area_decimetres / members;
-            vec![format!(
+            vec![fact!(words,
                 "{}.{} m² for {members} living member{}: {}.{} m² a person, under {area_per_person_m2} m²",
                 housing.area_decimetres / 10,
                 housing.area_decimetres % 10,
@@ -586,7 +615,8 @@ fn deprivation_facts(
             if missing.is_empty() {
                 return Vec::new();
             }
-            vec![format!(
+            vec![fact!(
+                words,
                 "the family's housing has no {}",
                 missing.join(", no ")
             )]
@@ -606,7 +636,7 @@ fn deprivation_facts(
             if children == 0 || parents.len() != 1 {
                 return Vec::new();
             }
-            vec![format!(
+            vec![fact!(words,
                 "{} is the only living head or spouse, raising {children} child{} aged {age_max} or under",
                 parents[0].name(),
                 if children == 1 { "" } else { "ren" }
@@ -625,13 +655,15 @@ fn deprivation_facts(
                 Sex::Female => *pension_age_female,
             };
             if person.age >= pension_age {
-                vec![format!(
+                vec![fact!(
+                    words,
                     "{}, aged {}, of pension age ({pension_age}), lives alone",
                     person.name(),
                     person.age
                 )]
             } else if person.status() == Some(EmploymentStatus::Retired) {
-                vec![format!(
+                vec![fact!(
+                    words,
                     "{}, aged {}, retired, lives alone",
                     person.name(),
                     person.age
@@ -658,9 +690,10 @@ fn deprivation_facts(
             let earner_words = if earners.is_empty() {
                 "no earner".to_owned()
             } else {
-                format!("earners: {}", names(earners.iter().copied()))
+                fact!(words, "earners: {}", names(earners.iter().copied()))
             };
-            vec![format!(
+            vec![fact!(
+                words,
                 "{} dependants and {} earner{} ({earner_words}; dependants: {})",
                 dependants.len(),
                 earners.len(),
@@ -679,14 +712,18 @@ fn deprivation_facts(
             .filter_map(|person| {
                 let enrolled = person.facts.education?.enrolled;
                 (!enrollments.contains(&enrolled)).then(|| {
-                    let accepted: Vec<&str> =
-                        enrollments.iter().map(|e| enrollment_name(*e)).collect();
-                    format!(
+                    let accepted = || {
+                        let names: Vec<&str> =
+                            enrollments.iter().map(|e| enrollment_name(*e)).collect();
+                        names.join(" or ")
+                    };
+                    fact!(
+                        words,
                         "{}, aged {}, is {} (expected: {})",
                         person.name(),
                         person.age,
                         enrollment_name(enrolled),
-                        accepted.join(" or ")
+                        accepted()
                     )
                 })
             })
@@ -710,7 +747,8 @@ fn deprivation_facts(
             if adults.is_empty() || !known || any_attained {
                 return Vec::new();
             }
-            vec![format!(
+            vec![fact!(
+                words,
                 "no member aged {age_min} or over has completed secondary education or more ({})",
                 names(adults.iter().copied())
             )]

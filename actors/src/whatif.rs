@@ -186,7 +186,7 @@ impl<'r> Proposal<'r> {
     ) -> Level {
         let level = match stored {
             Some(stored) if !self.rescore => stored.level,
-            _ => crate::scoring::evaluate_scores(record, self.rules, today).level,
+            _ => crate::scoring::level_on(record, self.rules, today),
         };
         let mut household = None;
         benefits.clear();
@@ -242,9 +242,7 @@ impl<'r> Proposal<'r> {
         {
             return true;
         }
-        if self.rescore
-            && crate::scoring::evaluate_scores(record, self.rules, today).level != stored.level
-        {
+        if self.rescore && crate::scoring::level_on(record, self.rules, today) != stored.level {
             return true;
         }
         let mut household = None;
