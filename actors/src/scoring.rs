@@ -712,18 +712,17 @@ fn deprivation_facts(
             .filter_map(|person| {
                 let enrolled = person.facts.education?.enrolled;
                 (!enrollments.contains(&enrolled)).then(|| {
-                    let accepted = || {
-                        let names: Vec<&str> =
-                            enrollments.iter().map(|e| enrollment_name(*e)).collect();
-                        names.join(" or ")
-                    };
                     fact!(
                         words,
                         "{}, aged {}, is {} (expected: {})",
                         person.name(),
                         person.age,
                         enrollment_name(enrolled),
-                        accepted()
+                        enrollments
+                            .iter()
+                            .map(|e| enrollment_name(*e))
+                            .collect::<Vec<_>>()
+                            .join(" or ")
                     )
                 })
             })

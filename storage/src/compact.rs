@@ -543,11 +543,6 @@ impl Default for Scratch {
 }
 
 impl Scratch {
-    /// The family last read: its scoring inputs (its id is a placeholder).
-    pub fn record(&self) -> &FamilyRecord {
-        &self.record
-    }
-
     /// The stored outcome of the family last read.
     pub fn outcome(&self) -> Option<&Outcome> {
         self.has_outcome.then_some(&self.outcome)

@@ -14,7 +14,7 @@ pub mod money;
 pub mod phone_filter;
 pub mod projection;
 pub mod record;
-pub mod reply_codes;
+mod reply_codes;
 pub mod scoring_table;
 pub mod store;
 

@@ -1599,7 +1599,7 @@ impl Store {
 
     /// Picks the reply code of `entitlement_id`'s new request to `phone`:
     /// `pick` is given the codes that the phone's other requests hold, written
-    /// or only picked so far ([`crate::reply_codes`]). The code stays reserved
+    /// or only picked so far (the module `reply_codes`). The code stays reserved
     /// until a commit writes the request.
     pub fn pick_reply_code(
         &self,
