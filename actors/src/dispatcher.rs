@@ -369,7 +369,7 @@ struct Routes {
 }
 
 /// Citizens per generation of [`Routes`] (about 70 bytes each).
-pub const ROUTES_KEPT: usize = 100_000;
+const ROUTES_KEPT: usize = 100_000;
 
 impl Routes {
     fn contains(&self, iin: &Iin) -> bool {

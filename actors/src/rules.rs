@@ -97,11 +97,100 @@ pub struct PovertyRules {
     pub income_months: u32,
 }
 
-/// The poverty line of one family, with the words that explain how it was found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The poverty line of one family, and what it was found from: the words
+/// ([`PovertyLine::basis`]) are written only when asked for, as a scan of
+/// every family asks for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PovertyLine {
     pub amount: Money,
-    pub basis: String,
+    /// The subsistence floor: `floor_share` of `subsistence_minimum`.
+    floor: Money,
+    floor_share: Rate,
+    subsistence_minimum: Money,
+    found: LineFrom,
+}
+
+/// How a poverty line was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineFrom {
+    /// The year is before the median rule's first year: the floor alone.
+    BeforeMedianRule { year: i32 },
+    /// The family's region is unknown: the floor.
+    NoRegion,
+    /// `share` of the region's `median`, or the floor when that is lower.
+    Median {
+        region: Region,
+        median: Money,
+        share: Rate,
+        from_median: Money,
+    },
+}
+
+impl PovertyLine {
+    /// How the line was found, in words: "35% of the regional median
+    /// 150000.00 KZT in KZ-35 (52500.00 KZT), not below 70% of the
+    /// subsistence minimum …".
+    pub fn basis(&self) -> String {
+        let floor_words = format!(
+            "{} of the subsistence minimum {} KZT ({} KZT)",
+            percent(self.floor_share),
+            self.subsistence_minimum,
+            self.floor
+        );
+        match self.found {
+            LineFrom::BeforeMedianRule { year } => {
+                format!("{floor_words}; in {year} the regional median does not apply")
+            }
+            LineFrom::NoRegion => {
+                format!("{floor_words}; the family's region is unknown, so the floor applies")
+            }
+            LineFrom::Median {
+                region,
+                median,
+                share,
+                from_median,
+            } => {
+                let median_words = format!(
+                    "{} of the regional median {median} KZT in {region} ({from_median} KZT)",
+                    percent(share)
+                );
+                if from_median >= self.floor {
+                    format!("{median_words}, not below {floor_words}")
+                } else {
+                    format!("{floor_words}, as {median_words} is lower")
+                }
+            }
+        }
+    }
+}
+
+/// A constant of the catalogue that scoring or the programs read, beside
+/// their own rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Constant {
+    Year,
+    Mci,
+    SubsistenceMinimum,
+    /// `[poverty]`: the line's shares and first year, and the income months.
+    Poverty,
+    /// The regional medians.
+    Regions,
+}
+
+impl Constant {
+    pub const ALL: [Constant; 5] = [
+        Constant::Year,
+        Constant::Mci,
+        Constant::SubsistenceMinimum,
+        Constant::Poverty,
+        Constant::Regions,
+    ];
+
+    /// Whether scoring reads it: all but the MCI, through the poverty line and
+    /// the income months.
+    pub fn read_by_scoring(self) -> bool {
+        self != Constant::Mci
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,6 +354,33 @@ impl ProgramKind {
             | ProgramKind::Award
             | ProgramKind::DisabledChildParent
             | ProgramKind::Disability => false,
+        }
+    }
+
+    /// Whether deciding a program of this kind reads `constant`. A what-if or
+    /// a re-score decides again a program whose rule is unchanged only when a
+    /// constant its kind reads changes. A new year changes every constant, so
+    /// every kind reads the year.
+    pub fn reads(self, constant: Constant) -> bool {
+        match constant {
+            Constant::Year => true,
+            Constant::Mci => matches!(
+                self,
+                ProgramKind::Birth
+                    | ProgramKind::Childcare
+                    | ProgramKind::LargeFamily
+                    | ProgramKind::Award
+                    | ProgramKind::Tsa
+            ),
+            // TSA through the poverty line's floor.
+            Constant::SubsistenceMinimum => matches!(
+                self,
+                ProgramKind::DisabledChildParent
+                    | ProgramKind::Disability
+                    | ProgramKind::Survivor
+                    | ProgramKind::Tsa
+            ),
+            Constant::Poverty | Constant::Regions => self == ProgramKind::Tsa,
         }
     }
 
@@ -445,44 +561,31 @@ impl Rules {
         let floor = poverty
             .subsistence_floor_share
             .apply(self.subsistence_minimum);
-        let floor_words = format!(
-            "{} of the subsistence minimum {} KZT ({floor} KZT)",
-            percent(poverty.subsistence_floor_share),
-            self.subsistence_minimum
-        );
-        if self.year < poverty.median_rule_from {
-            return PovertyLine {
-                amount: floor,
-                basis: format!(
-                    "{floor_words}; in {} the regional median does not apply",
-                    self.year
-                ),
-            };
-        }
-        let Some(region) = region else {
-            return PovertyLine {
-                amount: floor,
-                basis: format!(
-                    "{floor_words}; the family's region is unknown, so the floor applies"
-                ),
-            };
+        let found = match region {
+            _ if self.year < poverty.median_rule_from => {
+                LineFrom::BeforeMedianRule { year: self.year }
+            }
+            None => LineFrom::NoRegion,
+            Some(region) => {
+                let median = self.regions[&region];
+                LineFrom::Median {
+                    region,
+                    median,
+                    share: poverty.median_share,
+                    from_median: poverty.median_share.apply(median),
+                }
+            }
         };
-        let median = self.regions[&region];
-        let from_median = poverty.median_share.apply(median);
-        let median_words = format!(
-            "{} of the regional median {median} KZT in {region} ({from_median} KZT)",
-            percent(poverty.median_share)
-        );
-        if from_median >= floor {
-            PovertyLine {
-                amount: from_median,
-                basis: format!("{median_words}, not below {floor_words}"),
-            }
-        } else {
-            PovertyLine {
-                amount: floor,
-                basis: format!("{floor_words}, as {median_words} is lower"),
-            }
+        let amount = match found {
+            LineFrom::Median { from_median, .. } => from_median.max(floor),
+            LineFrom::BeforeMedianRule { .. } | LineFrom::NoRegion => floor,
+        };
+        PovertyLine {
+            amount,
+            floor,
+            floor_share: poverty.subsistence_floor_share,
+            subsistence_minimum: self.subsistence_minimum,
+            found,
         }
     }
 }
@@ -1391,9 +1494,9 @@ mod tests {
             let line = rules.poverty_line(region);
             assert_eq!(line.amount.to_string(), amount, "{year} {region:?}");
             assert!(
-                line.basis.contains(basis_contains),
+                line.basis().contains(basis_contains),
                 "{:?} lacks {basis_contains:?}",
-                line.basis
+                line.basis()
             );
         }
         // 35% × 150000 = 52500 > 70% × 50851 = 35595.70.

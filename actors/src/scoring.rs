@@ -207,7 +207,8 @@ impl IncomeAssessment {
     pub fn describe_line(&self) -> String {
         format!(
             "poverty line {} KZT ({})",
-            self.poverty_line.amount, self.poverty_line.basis
+            self.poverty_line.amount,
+            self.poverty_line.basis()
         )
     }
 }

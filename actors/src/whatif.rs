@@ -3,8 +3,9 @@
 //!
 //! A [`Proposal`] compares the proposed rules with the rules in force and
 //! re-decides only what differs: the level only when the scoring or a constant
-//! it reads changes, and only the programs whose rule or a constant changes. The
-//! rest comes from the family's stored outcome. Callers feed it each family's
+//! it reads changes ([`Constant::read_by_scoring`]), and only the programs whose
+//! rule changes or a constant their kind reads ([`crate::rules::ProgramKind::reads`]).
+//! The rest comes from the family's stored outcome. Callers feed it each family's
 //! scoring inputs and stored outcome ([`storage::projection::ScoringProjection`],
 //! as the scoring table reads them), and merge the tallies of their threads.
 //! Decisions are made without words ([`crate::eligibility`]'s `Words::Skipped`).
@@ -21,7 +22,7 @@ use storage::projection::{DecisionSummary, Outcome};
 use storage::record::{AwardDecision, FamilyRecord, Level, ProgramDecision};
 
 use crate::eligibility::Words;
-use crate::rules::Rules;
+use crate::rules::{Constant, Rules};
 use crate::scoring::Household;
 
 /// Family ids kept per program as examples of who would gain or lose: the
@@ -85,7 +86,7 @@ pub struct Proposal<'r> {
     /// The level must be scored again.
     rescore: bool,
     /// Per proposed program, in catalogue order: decided again (its rule or a
-    /// constant it reads changed), or read from the stored outcome.
+    /// constant its kind reads changed), or read from the stored outcome.
     redecide: Vec<bool>,
     /// Per proposed program, its code's number ([`storage::compact::code_number`]),
     /// or `u32::MAX` for a code no stored outcome can hold.
@@ -108,21 +109,31 @@ impl<'r> Proposal<'r> {
             scoring,
             programs,
         } = proposed;
-        let constants_changed = bases.is_empty()
-            || bases.iter().any(|base| {
-                *year != base.year
-                    || *mci != base.mci
-                    || *subsistence_minimum != base.subsistence_minimum
-                    || *poverty != base.poverty
-                    || *regions != base.regions
-            });
+        let changed: Vec<Constant> = Constant::ALL
+            .into_iter()
+            .filter(|constant| {
+                bases.is_empty()
+                    || bases.iter().any(|base| match constant {
+                        Constant::Year => *year != base.year,
+                        Constant::Mci => *mci != base.mci,
+                        Constant::SubsistenceMinimum => {
+                            *subsistence_minimum != base.subsistence_minimum
+                        }
+                        Constant::Poverty => *poverty != base.poverty,
+                        Constant::Regions => *regions != base.regions,
+                    })
+            })
+            .collect();
         Proposal {
             rules: proposed,
-            rescore: constants_changed || bases.iter().any(|base| *scoring != base.scoring),
+            rescore: changed.iter().any(|constant| constant.read_by_scoring())
+                || bases.iter().any(|base| *scoring != base.scoring),
             redecide: programs
                 .iter()
                 .map(|program| {
-                    constants_changed
+                    changed
+                        .iter()
+                        .any(|constant| program.kind().reads(*constant))
                         || bases
                             .iter()
                             .any(|base| base.program(&program.code) != Some(program))
@@ -554,4 +565,68 @@ pub struct WhatIf {
     pub levels_whatif: BTreeMap<String, u64>,
     /// `"A->C"` → count, for families whose level would change.
     pub level_shifts: BTreeMap<String, u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use storage::money::{Money, Rate};
+
+    use super::*;
+
+    /// A proposal that changes one constant scores again only if scoring
+    /// reads it, and decides again only the programs whose kind reads it.
+    /// (That the kept decisions are right is checked against evaluating whole
+    /// in `dfm`'s admin tests.)
+    #[test]
+    fn a_changed_constant_is_decided_again_only_where_it_is_read() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/programs.toml");
+        let current = Rules::load(&path, 2026).unwrap();
+        let decided_again = |change: &dyn Fn(&mut Rules)| {
+            let mut proposed = current.clone();
+            change(&mut proposed);
+            let proposal = Proposal::new(&[&current], &proposed);
+            let codes: Vec<&str> = (current.programs.iter().zip(&proposal.redecide))
+                .filter(|(_, redecide)| **redecide)
+                .map(|(program, _)| program.code.as_str())
+                .collect();
+            (proposal.rescore, codes)
+        };
+        let money = |text| Money::parse(text).unwrap();
+        assert_eq!(
+            decided_again(&|rules| rules.poverty.median_share = Rate::parse("0.385").unwrap()),
+            (true, vec!["tsa"])
+        );
+        assert_eq!(
+            decided_again(&|rules| {
+                rules.regions.insert(Region::Turkistan, money("95000"));
+            }),
+            (true, vec!["tsa"])
+        );
+        assert_eq!(
+            decided_again(&|rules| rules.mci = money("4500")),
+            (
+                false,
+                vec![
+                    "birth_allowance",
+                    "childcare_allowance",
+                    "large_family",
+                    "awarded_mother",
+                    "tsa"
+                ]
+            )
+        );
+        assert_eq!(
+            decided_again(&|rules| rules.subsistence_minimum = money("52000")),
+            (
+                true,
+                vec!["disabled_child_parent", "disability", "survivor", "tsa"]
+            )
+        );
+        assert_eq!(decided_again(&|_| {}), (false, vec![]));
+        let (rescore, all) = decided_again(&|rules| rules.year = 2025);
+        assert!(rescore);
+        assert_eq!(all.len(), current.programs.len());
+    }
 }

@@ -1244,6 +1244,13 @@ mod tests {
             "[scoring.levels]\nB = \"0.05\"\nC = \"0.15\"\nD = \"0.25\"\nE = \"0.40\"\n",
             // A constant that scoring and TSA both read.
             "[poverty]\nmedian_share = \"0.45\"\n",
+            // One region's median (scoring and TSA).
+            "[regions]\n\"KZ-61\" = \"130000\"\n",
+            // The MCI, which five kinds of program read and scoring does not.
+            "[years.2026]\nmci = \"4500\"\n",
+            // The subsistence minimum: scoring (the poverty line's floor)
+            // and four kinds of program.
+            "[years.2026]\nsubsistence_minimum = \"56000\"\n",
             // Nothing.
             "version = \"same\"\n",
         ];
