@@ -62,16 +62,27 @@ pub struct Scores {
 
 /// Scores the family on `today`.
 pub fn evaluate_scores(record: &FamilyRecord, rules: &Rules, today: NaiveDate) -> Scores {
-    scores(record, rules, today, Words::Written)
+    scores(record, rules, today)
 }
 
-/// The family's level on `today`, for scans: its deprivation facts are
-/// counted, not written.
-pub fn level_on(record: &FamilyRecord, rules: &Rules, today: NaiveDate) -> Level {
-    scores(record, rules, today, Words::Skipped).level
+/// The household's level, for scans: the weights of the indicators that
+/// deprive it, summed, with their facts counted, not written ([`scores`]
+/// keeps the rest).
+pub(crate) fn level_of(household: &Household<'_>, rules: &Rules) -> Level {
+    let scoring = &rules.scoring;
+    let numerator = (scoring.indicators.iter())
+        .filter(|indicator| {
+            !deprivation_facts(indicator, household, rules, Words::Skipped).is_empty()
+        })
+        .map(|indicator| indicator.weight.numerator)
+        .sum();
+    scoring.level_of(Fraction {
+        numerator,
+        denominator: scoring.denominator,
+    })
 }
 
-fn scores(record: &FamilyRecord, rules: &Rules, today: NaiveDate, words: Words) -> Scores {
+fn scores(record: &FamilyRecord, rules: &Rules, today: NaiveDate) -> Scores {
     let household = Household::new(record, today);
     let scoring = &rules.scoring;
     let denominator = scoring.denominator;
@@ -93,7 +104,7 @@ fn scores(record: &FamilyRecord, rules: &Rules, today: NaiveDate, words: Words) 
             indicator.weight.denominator, denominator,
             "weights share one denominator"
         );
-        let facts = deprivation_facts(indicator, &household, rules, words);
+        let facts = deprivation_facts(indicator, &household, rules, Words::Written);
         if facts.is_empty() {
             continue;
         }

@@ -23,7 +23,7 @@ use storage::record::{AwardDecision, FamilyRecord, Level, ProgramDecision};
 
 use crate::eligibility::Words;
 use crate::rules::{Constant, Rules};
-use crate::scoring::Household;
+use crate::scoring::{level_of, Household};
 
 /// Family ids kept per program as examples of who would gain or lose: the
 /// first in id order, in whatever order the families were seen.
@@ -195,11 +195,14 @@ impl<'r> Proposal<'r> {
         today: NaiveDate,
         benefits: &mut Vec<Option<Benefit>>,
     ) -> Level {
+        let mut household = None;
         let level = match stored {
             Some(stored) if !self.rescore => stored.level,
-            _ => crate::scoring::level_on(record, self.rules, today),
+            _ => level_of(
+                household.get_or_insert_with(|| Household::new(record, today)),
+                self.rules,
+            ),
         };
-        let mut household = None;
         benefits.clear();
         benefits.extend(
             self.rules
@@ -253,10 +256,15 @@ impl<'r> Proposal<'r> {
         {
             return true;
         }
-        if self.rescore && crate::scoring::level_on(record, self.rules, today) != stored.level {
+        let mut household = None;
+        if self.rescore
+            && level_of(
+                household.get_or_insert_with(|| Household::new(record, today)),
+                self.rules,
+            ) != stored.level
+        {
             return true;
         }
-        let mut household = None;
         programs
             .iter()
             .zip(&self.redecide)
