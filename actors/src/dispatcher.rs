@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{self, StreamExt};
-use storage::event::{EventData, LogEntry, Subject};
+use storage::event::{EventData, LogEntry, OperatorAction, Subject};
 use storage::ids::{FamilyId, Iin};
 use storage::record::CitizenFacts;
 use storage::store::{Counted, QuarantineRecord};
@@ -96,6 +96,18 @@ const PREFETCH_PER_THREAD_MIN: usize = 8;
 /// Threads worth reading `reads` items on, if more than one.
 fn prefetch_threads(reads: usize) -> Option<usize> {
     Some((reads / PREFETCH_PER_THREAD_MIN).min(PREFETCH_THREADS)).filter(|threads| *threads >= 2)
+}
+
+/// An operator's re-evaluation of the family, as a re-score sends one to each
+/// family whose outcome the new rules change.
+fn is_reevaluation(input: &FamilyInput) -> bool {
+    matches!(
+        input,
+        FamilyInput::Internal(LogEntry::Operator {
+            action: OperatorAction::Reevaluate,
+            ..
+        })
+    )
 }
 
 /// Written changes go out: SMS to the notifier, payments to the bank gateway.
@@ -264,6 +276,16 @@ impl Directory {
             .get(family_id)
             .filter(|slot| slot.address.connected())
             .map(|slot| slot.address.clone())
+    }
+
+    /// Passivates the family if it is active: its state is in the batch
+    /// being written, which the next activation waits for.
+    pub fn passivate(&self, family_id: &FamilyId) {
+        let mut inner = self.shard(family_id);
+        if let Some(slot) = inner.actors.remove(family_id) {
+            inner.recency.remove(&slot.last_used);
+            inner.passivated += 1;
+        }
     }
 
     /// Forgets a dead actor so that the next message re-activates it from sled.
@@ -740,6 +762,17 @@ impl Dispatcher {
             .into_iter()
             .map(|(family_id, inputs)| (family_id, Arc::from(inputs)))
             .collect();
+        // A rules change re-evaluates each family it changes once: the
+        // families it wakes are passivated after their batch, and do not
+        // take the places of the families feeds are sending to.
+        let woken_once: Vec<&FamilyId> = batch
+            .iter()
+            .filter(|(family_id, inputs)| {
+                inputs.iter().all(|(_, input)| is_reevaluation(input))
+                    && self.directory.active(family_id).is_none()
+            })
+            .map(|(family_id, _)| family_id)
+            .collect();
         self.prefetch(&batch);
         let results: Vec<(usize, Result<FamilyCommit, FamilyError>)> =
             stream::iter(batch.iter().cloned().enumerate())
@@ -762,6 +795,9 @@ impl Dispatcher {
             if let Some(commit) = self.retry_one_by_one(family_id, inputs.clone()).await {
                 commits.push(commit);
             }
+        }
+        for family_id in woken_once {
+            self.directory.passivate(family_id);
         }
         self.settle().await;
         let orphans: HashSet<Iin> = commits

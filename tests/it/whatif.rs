@@ -184,9 +184,23 @@ async fn a_reload_after_a_restart_with_a_changed_catalogue_still_finds_who_chang
     .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["programs"]["large_family"]["gain"], 1, "{answer}");
+    let passivated = || async {
+        (metric(&world.server, "dfm_families_passivated_total").await)
+            .and_then(|value| value.parse::<u64>().ok())
+    };
+    let passivated_before = passivated().await.unwrap_or(0);
     let (status, answer) = post(&world.server, "/v1/rules/reload", OPERATOR, json!({})).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["families_changed"], 1, "{answer}");
+    // The family the re-score woke is passivated once its re-evaluation is
+    // applied: a rules change does not fill the active families.
+    applied(&world.server).await;
+    eventually(
+        "the woken family passivated",
+        Duration::from_secs(10),
+        || async { (passivated().await? == passivated_before + 1).then_some(()) },
+    )
+    .await;
     let three = wait_family(&world.server, "F-THREE", |f| {
         f["entitlements"][0]["state"] == "offered"
     })
