@@ -82,10 +82,12 @@ pub const DIRECTORY_SHARDS: usize = 16;
 
 /// Family actors alive at once unless configured (`actors.active_families_max`).
 /// An active family holds about 7 KB: at 1 million families stored, a feed to
-/// 20,000 of them grew the service by 416 MB with this cap and by 289 MB with
-/// 2,000 (BENCHMARKS.md, ninth session). Feeds spread over a national
-/// population find few families still active either way.
-pub const ACTIVE_FAMILIES_MAX_DEFAULT: usize = 20_000;
+/// 20,000 of them grew the service by 416 MB with a cap of 20,000 and by
+/// 289 MB with 2,000 (BENCHMARKS.md, ninth session). Feeds spread over a
+/// national population find few families still active either way: at six
+/// million families 10,000 kept the feed's rate and took 70–88 MiB off the
+/// service's peak, which 20,000 left above 2 GB (twelfth session).
+pub const ACTIVE_FAMILIES_MAX_DEFAULT: usize = 10_000;
 
 /// Threads that read a batch's inactive families at once (see
 /// `Dispatcher::prefetch`): disk reads in flight, not cores.
