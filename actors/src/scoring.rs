@@ -60,14 +60,9 @@ pub struct Scores {
     pub deprivations: Vec<Deprivation>,
 }
 
-/// Scores the family on `today`.
-pub fn evaluate_scores(record: &FamilyRecord, rules: &Rules, today: NaiveDate) -> Scores {
-    scores(record, rules, today)
-}
-
 /// The household's level, for scans: the weights of the indicators that
-/// deprive it, summed, with their facts counted, not written ([`scores`]
-/// keeps the rest).
+/// deprive it, summed, with their facts counted, not written
+/// ([`evaluate_scores`] keeps the rest).
 pub(crate) fn level_of(household: &Household<'_>, rules: &Rules) -> Level {
     let scoring = &rules.scoring;
     let numerator = (scoring.indicators.iter())
@@ -82,7 +77,8 @@ pub(crate) fn level_of(household: &Household<'_>, rules: &Rules) -> Level {
     })
 }
 
-fn scores(record: &FamilyRecord, rules: &Rules, today: NaiveDate) -> Scores {
+/// Scores the family on `today`.
+pub fn evaluate_scores(record: &FamilyRecord, rules: &Rules, today: NaiveDate) -> Scores {
     let household = Household::new(record, today);
     let scoring = &rules.scoring;
     let denominator = scoring.denominator;

@@ -442,27 +442,31 @@ impl Reader<'_> {
 
 /// Sets of a small enum's values, one made per mask and kept: a scan swaps
 /// them in and out of the families it reads instead of building sets.
-struct SetsByMask<T> {
+struct SetsByMask<T: 'static> {
+    /// The values, by their bit in a mask.
+    list: &'static [T],
     sets: Vec<Option<BTreeSet<T>>>,
 }
 
 impl<T: Copy + Ord> SetsByMask<T> {
-    fn new(list: &[T]) -> SetsByMask<T> {
+    fn new(list: &'static [T]) -> SetsByMask<T> {
         SetsByMask {
+            list,
             sets: (0..1 << list.len()).map(|_| None).collect(),
         }
     }
 
-    /// Makes `set` the values of `list` that `mask` selects. `held` is the
+    /// Makes `set` the values of the list that `mask` selects. `held` is the
     /// mask the set was made from, if known: a set made from `mask` is left
     /// alone (comparing sets costs more than a scan's deciding), another is
     /// kept for the next family with its mask.
-    fn make(&mut self, set: &mut BTreeSet<T>, held: &mut Option<u8>, list: &[T], mask: u8) {
+    fn make(&mut self, set: &mut BTreeSet<T>, held: &mut Option<u8>, mask: u8) {
         // Bits past the list select nothing (damaged bytes may set them).
         let mask = mask & (self.sets.len() - 1) as u8;
         if *held == Some(mask) {
             return;
         }
+        let list = self.list;
         let wanted = self.sets[usize::from(mask)].take().unwrap_or_else(|| {
             list.iter()
                 .enumerate()
@@ -586,12 +590,8 @@ impl Scratch {
             });
             housing.tenure = tenure;
             housing.area_decimetres = area_decimetres;
-            self.utilities.make(
-                &mut housing.utilities,
-                &mut self.utilities_mask,
-                &UTILITIES,
-                utilities,
-            );
+            self.utilities
+                .make(&mut housing.utilities, &mut self.utilities_mask, utilities);
         } else {
             record.housing = None;
         }
@@ -774,7 +774,7 @@ fn decode_member(
     } else {
         None
     };
-    awards.make(&mut facts.awards, awards_mask, &AWARDS, more >> 4);
+    awards.make(&mut facts.awards, awards_mask, more >> 4);
     Ok(())
 }
 
