@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -82,6 +83,8 @@ struct RawServer {
     agency_backlog_max: Option<u64>,
     #[serde(default = "default_workers")]
     workers: usize,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 fn default_body_bytes_max() -> usize {
@@ -134,6 +137,7 @@ struct RawSms {
     retry_delay_ms_min: u64,
     #[serde(default = "default_retry_max")]
     retry_delay_ms_max: u64,
+    ca_cert: Option<PathBuf>,
 }
 
 fn default_timeout() -> String {
@@ -162,6 +166,7 @@ struct RawBank {
     retry_delay_ms_min: u64,
     #[serde(default = "default_retry_max")]
     retry_delay_ms_max: u64,
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -295,6 +300,8 @@ pub struct GatewayConfig {
     pub concurrency: usize,
     pub retry_delay_ms_min: u64,
     pub retry_delay_ms_max: u64,
+    /// Authorities trusted for the gateway beside the public ones (`ca_cert`).
+    pub authorities: Vec<reqwest::Certificate>,
 }
 
 /// The validated configuration.
@@ -312,6 +319,9 @@ pub struct Config {
     /// 503 (half of `log_backlog_max` unless set).
     pub agency_backlog_max: u64,
     pub workers: usize,
+    /// Both ports speak HTTPS only, with this certificate (`server.tls_cert`
+    /// and `server.tls_key`); `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     pub storage_path: PathBuf,
     /// sled's page cache, in bytes.
     pub cache_bytes: usize,
@@ -380,6 +390,7 @@ fn gateway(
     concurrency: usize,
     min: u64,
     max: u64,
+    ca_cert: Option<&Path>,
 ) -> Result<GatewayConfig, ConfigError> {
     if min == 0 || max < min {
         return Err(invalid(
@@ -393,6 +404,11 @@ fn gateway(
         concurrency: positive(&format!("{prefix}.concurrency"), concurrency)?,
         retry_delay_ms_min: min,
         retry_delay_ms_max: max,
+        authorities: match ca_cert {
+            Some(path) => crate::tls::authorities(path)
+                .map_err(|e| invalid(format!("{prefix}.ca_cert"), e))?,
+            None => Vec::new(),
+        },
     })
 }
 
@@ -593,6 +609,19 @@ impl Config {
                 None => raw.server.log_backlog_max.max(1).div_ceil(2),
             },
             workers: positive("server.workers", raw.server.workers)?,
+            tls: match (&raw.server.tls_cert, &raw.server.tls_key) {
+                (None, None) => None,
+                (Some(cert), Some(key)) => Some(
+                    crate::tls::server_config(&resolve(cert), &resolve(key))
+                        .map_err(|e| invalid("server.tls_cert", e))?,
+                ),
+                (Some(_), None) => {
+                    return Err(invalid("server.tls_key", "tls_cert is set without it"))
+                }
+                (None, Some(_)) => {
+                    return Err(invalid("server.tls_cert", "tls_key is set without it"))
+                }
+            },
             storage_path: raw.storage.path,
             cache_bytes: positive("storage.cache_mb", raw.storage.cache_mb)? * 1024 * 1024,
             feed_ids_pack_at: positive("storage.feed_ids_pack_at", raw.storage.feed_ids_pack_at)?,
@@ -604,6 +633,7 @@ impl Config {
                 raw.sms.concurrency,
                 raw.sms.retry_delay_ms_min,
                 raw.sms.retry_delay_ms_max,
+                raw.sms.ca_cert.as_deref().map(resolve).as_deref(),
             )?,
             bank: gateway(
                 "bank",
@@ -612,6 +642,7 @@ impl Config {
                 raw.bank.concurrency,
                 raw.bank.retry_delay_ms_min,
                 raw.bank.retry_delay_ms_max,
+                raw.bank.ca_cert.as_deref().map(resolve).as_deref(),
             )?,
             payer_fa: {
                 if !raw.bank.payer_fa.contains('@') {
@@ -814,5 +845,49 @@ year = 2026
             ),
             "bank.payer_fa",
         );
+        let server = |lines: &str| ("[server]", format!("[server]\n{lines}"));
+        let (section, tls) = server(&format!("tls_cert = {:?}", fixture("server.pem")));
+        check((section, &tls), "server.tls_key");
+        let (section, tls) = server(&format!("tls_key = {:?}", fixture("server.key")));
+        check((section, &tls), "server.tls_cert");
+        let (section, tls) = server(&format!(
+            "tls_cert = {:?}\ntls_key = {:?}",
+            fixture("server.key"),
+            fixture("server.key")
+        ));
+        check((section, &tls), "server.tls_cert");
+        check(
+            ("[bank]", "[bank]\nca_cert = \"nowhere.pem\""),
+            "bank.ca_cert",
+        );
+    }
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tls")
+            .join(name)
+    }
+
+    #[test]
+    fn tls_files_are_read_with_the_configuration() {
+        let text = GOOD
+            .replace(
+                "[server]",
+                &format!(
+                    "[server]\ntls_cert = {:?}\ntls_key = {:?}",
+                    fixture("server.pem"),
+                    fixture("server.key")
+                ),
+            )
+            .replace(
+                "[sms]",
+                &format!("[sms]\nca_cert = {:?}", fixture("ca.pem")),
+            );
+        let config = Config::parse(&text, Path::new("dfm.toml")).unwrap();
+        assert!(config.tls.is_some());
+        assert_eq!(config.sms.authorities.len(), 1);
+        assert!(config.bank.authorities.is_empty());
+        let plain = Config::parse(GOOD, Path::new("dfm.toml")).unwrap();
+        assert!(plain.tls.is_none() && plain.sms.authorities.is_empty());
     }
 }

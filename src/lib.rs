@@ -12,3 +12,4 @@ pub mod http;
 pub mod load;
 pub mod service;
 pub mod simulators;
+pub mod tls;

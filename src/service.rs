@@ -254,6 +254,7 @@ pub async fn start_with_store(
             concurrency: config.sms.concurrency,
             mailbox_capacity: 1024,
             backoff: backoff(&config.sms),
+            authorities: config.sms.authorities.clone(),
         },
         store.clone(),
         metrics.clone(),
@@ -267,6 +268,7 @@ pub async fn start_with_store(
             mailbox_capacity: 1024,
             backoff: backoff(&config.bank),
             sender_id: "dfm".to_owned(),
+            authorities: config.bank.authorities.clone(),
         },
         store.clone(),
         durability.clone(),
@@ -353,8 +355,11 @@ pub async fn start_with_store(
     })
     .workers(config.workers)
     .disable_signals()
-    .shutdown_timeout(10)
-    .bind(config.public_addr)
+    .shutdown_timeout(10);
+    let public = match config.tls.as_deref() {
+        Some(tls) => public.bind_rustls_0_23(config.public_addr, tls.clone()),
+        None => public.bind(config.public_addr),
+    }
     .with_context(|| format!("server.public_addr: cannot bind {}", config.public_addr))?;
     let public_addr = public.addrs()[0];
     let public = public.run();
@@ -368,8 +373,11 @@ pub async fn start_with_store(
     })
     .workers(1)
     .disable_signals()
-    .shutdown_timeout(5)
-    .bind(config.admin_addr)
+    .shutdown_timeout(5);
+    let admin = match config.tls.as_deref() {
+        Some(tls) => admin.bind_rustls_0_23(config.admin_addr, tls.clone()),
+        None => admin.bind(config.admin_addr),
+    }
     .with_context(|| format!("server.admin_addr: cannot bind {}", config.admin_addr))?;
     let admin_addr = admin.addrs()[0];
     let admin = admin.run();

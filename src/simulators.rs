@@ -40,8 +40,11 @@ fn injected_failure() -> HttpResponse {
 }
 
 /// Starts `app` on loopback with one worker and no signal handling (the process's
-/// own shutdown must not stop a simulator behind its back).
-fn start_server<F, A>(app: F) -> std::io::Result<(String, ServerHandle)>
+/// own shutdown must not stop a simulator behind its back); over HTTPS with `tls`.
+fn start_server<F, A>(
+    app: F,
+    tls: Option<&rustls::ServerConfig>,
+) -> std::io::Result<(String, ServerHandle)>
 where
     F: Fn() -> App<A> + Send + Clone + 'static,
     A: actix_web::dev::ServiceFactory<
@@ -55,8 +58,14 @@ where
     let server = HttpServer::new(app)
         .workers(1)
         .disable_signals()
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECONDS)
-        .bind(("127.0.0.1", 0))?;
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECONDS);
+    let (server, scheme) = match tls {
+        Some(tls) => (
+            server.bind_rustls_0_23(("127.0.0.1", 0), tls.clone())?,
+            "https",
+        ),
+        None => (server.bind(("127.0.0.1", 0))?, "http"),
+    };
     let address = server
         .addrs()
         .first()
@@ -69,7 +78,7 @@ where
             tracing::error!(%error, "simulator stopped with an error");
         }
     });
-    Ok((format!("http://{address}"), handle))
+    Ok((format!("{scheme}://{address}"), handle))
 }
 
 /// How long [`wait_until`] lets changes gather before it looks again.
@@ -117,6 +126,8 @@ pub struct SmsSimulatorOptions {
     pub delay: Option<Duration>,
     /// Apply `delay` to the first N requests only; `None`: to every request.
     pub delay_first: Option<u32>,
+    /// Speak HTTPS only, with this certificate.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// One message the gateway has taken (once per reference).
@@ -211,17 +222,21 @@ pub struct SmsSimulator {
 
 impl SmsSimulator {
     pub fn start(options: SmsSimulatorOptions) -> std::io::Result<SmsSimulator> {
+        let tls = options.tls.clone();
         let shared = Arc::new(SmsShared {
             options,
             state: Mutex::new(SmsState::default()),
             version: watch::Sender::new(0),
         });
         let data = web::Data::from(Arc::clone(&shared));
-        let (url, handle) = start_server(move || {
-            App::new()
-                .app_data(data.clone())
-                .route("/v1/messages", web::post().to(take_message))
-        })?;
+        let (url, handle) = start_server(
+            move || {
+                App::new()
+                    .app_data(data.clone())
+                    .route("/v1/messages", web::post().to(take_message))
+            },
+            tls.as_deref(),
+        )?;
         Ok(SmsSimulator {
             url,
             handle,
@@ -229,7 +244,7 @@ impl SmsSimulator {
         })
     }
 
-    /// `http://127.0.0.1:PORT`, the base URL for `[sms] url`.
+    /// `http://127.0.0.1:PORT` (`https` with TLS), the base URL for `[sms] url`.
     pub fn url(&self) -> String {
         self.url.clone()
     }
@@ -279,6 +294,8 @@ pub struct BankSimulatorOptions {
     pub pending_first: u32,
     /// Reject payees whose `payee_fa` starts with this, with [`REJECT_REASON_PAYEE`].
     pub reject_payee_prefix: Option<String>,
+    /// Speak HTTPS only, with this certificate.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// One payment as the bank holds it (once per `reference_id`).
@@ -537,18 +554,22 @@ pub struct BankSimulator {
 
 impl BankSimulator {
     pub fn start(options: BankSimulatorOptions) -> std::io::Result<BankSimulator> {
+        let tls = options.tls.clone();
         let shared = Arc::new(BankShared {
             options,
             state: Mutex::new(BankState::default()),
             version: watch::Sender::new(0),
         });
         let data = web::Data::from(Arc::clone(&shared));
-        let (url, handle) = start_server(move || {
-            App::new()
-                .app_data(data.clone())
-                .route("/v1/disburse", web::post().to(disburse))
-                .route("/v1/disburse/status/{reference_id}", web::get().to(status))
-        })?;
+        let (url, handle) = start_server(
+            move || {
+                App::new()
+                    .app_data(data.clone())
+                    .route("/v1/disburse", web::post().to(disburse))
+                    .route("/v1/disburse/status/{reference_id}", web::get().to(status))
+            },
+            tls.as_deref(),
+        )?;
         Ok(BankSimulator {
             url,
             handle,
@@ -556,7 +577,7 @@ impl BankSimulator {
         })
     }
 
-    /// `http://127.0.0.1:PORT`, the base URL for `[bank] url`.
+    /// `http://127.0.0.1:PORT` (`https` with TLS), the base URL for `[bank] url`.
     pub fn url(&self) -> String {
         self.url.clone()
     }

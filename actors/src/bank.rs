@@ -70,6 +70,9 @@ pub struct BankConfig {
     /// Orders queued in the actor's mailbox before `send()` waits. Must be at least 1.
     pub mailbox_capacity: usize,
     pub backoff: Backoff,
+    /// Authorities trusted for the gateway's certificate beside the public
+    /// ones (`ca_cert` in the configuration).
+    pub authorities: Vec<reqwest::Certificate>,
     /// `header.sender_id` of every request: `"dfm"`.
     pub sender_id: String,
 }
@@ -490,8 +493,13 @@ impl BankGateway {
             config.mailbox_capacity > 0,
             "bank mailbox capacity must be at least 1"
         );
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout)
+        let client = config
+            .authorities
+            .iter()
+            .fold(
+                reqwest::Client::builder().timeout(config.timeout),
+                |builder, authority| builder.add_root_certificate(authority.clone()),
+            )
             .build()
             .expect("the HTTP client builds: rustls needs no system configuration");
         let base_url = config.url.trim_end_matches('/').to_owned();
@@ -822,6 +830,7 @@ mod tests {
                 delay_ms_max: 5,
             },
             sender_id: "dfm".to_owned(),
+            authorities: Vec::new(),
         };
         let gateway = BankGateway::start_with(
             config,
@@ -1013,6 +1022,7 @@ mod tests {
                     delay_ms_max: 5,
                 },
                 sender_id: "dfm".to_owned(),
+                authorities: Vec::new(),
             },
             Arc::clone(&store),
             GroupCommit::start(Arc::clone(&store), Arc::clone(&metrics)),

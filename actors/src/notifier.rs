@@ -52,6 +52,9 @@ pub struct NotifierConfig {
     /// Messages queued in the actor's mailbox before `send()` waits. Must be at least 1.
     pub mailbox_capacity: usize,
     pub backoff: Backoff,
+    /// Authorities trusted for the gateway's certificate beside the public
+    /// ones (`ca_cert` in the configuration).
+    pub authorities: Vec<reqwest::Certificate>,
 }
 
 /// What to do after one HTTP attempt, from its status (`None`: no response at
@@ -230,8 +233,13 @@ impl Notifier {
             config.mailbox_capacity > 0,
             "notifier mailbox capacity must be at least 1"
         );
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout)
+        let client = config
+            .authorities
+            .iter()
+            .fold(
+                reqwest::Client::builder().timeout(config.timeout),
+                |builder, authority| builder.add_root_certificate(authority.clone()),
+            )
             .build()
             .expect("the HTTP client builds: rustls needs no system configuration");
         let shared = Arc::new(Shared {
@@ -510,6 +518,7 @@ mod tests {
                 delay_ms_min: 1,
                 delay_ms_max: 5,
             },
+            authorities: Vec::new(),
         }
     }
 

@@ -948,6 +948,7 @@ mod tests {
             match Iin::from_parts(date, sex, serial) {
                 Some(iin) => {
                     prop_assert_eq!(Iin::parse(iin.as_str()), Ok(iin));
+                    prop_assert_eq!(Iin::from_number(iin.number()), Some(iin));
                     prop_assert_eq!(iin.birth_date(), date);
                     prop_assert_eq!(iin.sex(), sex);
                     prop_assert_eq!(&iin.as_str()[7..11], format!("{serial:04}"));

@@ -10,4 +10,5 @@ mod dashboard;
 mod feeds;
 mod load;
 mod payout;
+mod tls;
 mod whatif;

@@ -12,7 +12,7 @@ use crate::support::*;
 
 /// The code (`#1234`) of the newest offer SMS sent to `phone` for a benefit
 /// whose name contains `benefit`.
-async fn offer_code(world: &World, phone: &str, benefit: &str) -> String {
+pub async fn offer_code(world: &World, phone: &str, benefit: &str) -> String {
     eventually(
         &format!("offer SMS to {phone}"),
         Duration::from_secs(20),
@@ -48,7 +48,7 @@ fn state_of(family: &Value, program: &str) -> String {
     })
 }
 
-async fn wait_state(world: &World, family_id: &str, program: &str, state: &str) -> Value {
+pub async fn wait_state(world: &World, family_id: &str, program: &str, state: &str) -> Value {
     wait_family(&world.server, family_id, |f| state_of(f, program) == state).await
 }
 

@@ -181,9 +181,22 @@ impl Drop for Server {
     }
 }
 
+/// A test-only TLS file (`tests/fixtures/tls`).
+pub fn tls_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+}
+
+/// A client that also trusts the test CA, so that every helper works against
+/// a server started with TLS.
 pub fn client() -> reqwest::Client {
+    let authority = std::fs::read(tls_fixture("ca.pem")).expect("the test CA");
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&authority).expect("a PEM certificate"),
+        )
         .build()
         .expect("client")
 }

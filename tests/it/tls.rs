@@ -1,0 +1,111 @@
+//! TLS, black-box: both ports over HTTPS with `[server] tls_cert`/`tls_key`,
+//! and both gateways over HTTPS, trusted through `[sms]`/`[bank] ca_cert`.
+
+use std::time::Duration;
+
+use dfm::simulators::{BankSimulatorOptions, SmsSimulatorOptions};
+
+use crate::feeds::{world_edited, World};
+use crate::payout::{offer_code, wait_state};
+use crate::support::*;
+
+/// A world whose gateways speak HTTPS with the test certificate; `server_tls`
+/// turns it on for dfm's ports too, `trust` names the test CA in both
+/// gateways' `ca_cert`.
+async fn tls_world(server_tls: bool, trust: bool) -> World {
+    let tls = dfm::tls::server_config(&tls_fixture("server.pem"), &tls_fixture("server.key"))
+        .expect("the test certificate");
+    world_edited(
+        SmsSimulatorOptions {
+            tls: Some(tls.clone()),
+            ..Default::default()
+        },
+        BankSimulatorOptions {
+            tls: Some(tls),
+            ..Default::default()
+        },
+        ("72h", "48h"),
+        "",
+        |mut text, _| {
+            if server_tls {
+                text = text.replace(
+                    "[server]\n",
+                    &format!(
+                        "[server]\ntls_cert = {:?}\ntls_key = {:?}\n",
+                        tls_fixture("server.pem"),
+                        tls_fixture("server.key")
+                    ),
+                );
+            }
+            if trust {
+                let ca = format!("ca_cert = {:?}\n", tls_fixture("ca.pem"));
+                text = text
+                    .replace("[sms]\n", &format!("[sms]\n{ca}"))
+                    .replace("[bank]\n", &format!("[bank]\n{ca}"));
+            }
+            text
+        },
+    )
+    .await
+}
+
+#[actix_rt::test]
+async fn a_family_is_offered_consents_and_is_paid_with_every_hop_over_tls() {
+    let world = tls_world(true, true).await;
+    let server = &world.server;
+    assert!(server.public.starts_with("https://"), "{}", server.public);
+    assert!(server.admin.starts_with("https://"), "{}", server.admin);
+    assert!(world.sms.url().starts_with("https://"));
+    // Plain HTTP gets no answer from either port, and a client that does not
+    // trust the certificate's authority does not get one either.
+    for base in [&server.public, &server.admin] {
+        let plain = base.replacen("https://", "http://", 1);
+        let answer = reqwest::Client::new()
+            .get(format!("{plain}/healthz"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        assert!(answer.is_err(), "plain HTTP to {base}: {answer:?}");
+        let untrusting = reqwest::Client::new()
+            .get(format!("{base}/healthz"))
+            .send()
+            .await;
+        assert!(untrusting.is_err(), "{base} without the CA: {untrusting:?}");
+    }
+    let (status, _) = get(server, "/healthz", OPERATOR).await;
+    assert_eq!(status, 200);
+    // The feed, the offer SMS, the reply callback and the payment.
+    let phone = "+77015550901";
+    let (events, _, _) = large_family("F-TLS", 4, 71, phone);
+    send_all(server, &events).await;
+    let code = offer_code(&world, phone, "многодетн").await;
+    assert_eq!(
+        sms_reply(server, "tls-in-1", phone, &format!("YES {code}")).await,
+        200
+    );
+    wait_state(&world, "F-TLS", "large_family", "active").await;
+    let paid = world.bank.payments();
+    assert_eq!(paid.len(), 1, "{paid:?}");
+    assert_eq!(paid[0].purpose.split(' ').next(), Some("large_family"));
+}
+
+#[actix_rt::test]
+async fn a_gateway_whose_authority_is_not_trusted_gets_nothing_and_is_retried() {
+    let world = tls_world(false, false).await;
+    let (events, _, _) = large_family("F-UNTRUSTED", 4, 72, "+77015550902");
+    send_all(&world.server, &events).await;
+    let retried = eventually(
+        "SMS attempts refused by the certificate check",
+        Duration::from_secs(20),
+        || async {
+            metric(&world.server, "dfm_sms_total{outcome=\"retried\"}")
+                .await
+                .and_then(|value| value.parse::<u64>().ok())
+                .filter(|retried| *retried >= 2)
+        },
+    )
+    .await;
+    assert!(retried >= 2);
+    assert_eq!(world.sms.requests(), 0, "no request got past the handshake");
+    assert!(world.sms.messages().is_empty());
+}
