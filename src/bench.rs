@@ -188,6 +188,16 @@ struct FeedArgs {
     /// Requests in flight.
     #[arg(long, default_value_t = FEED_CONCURRENCY_DEFAULT)]
     concurrency: usize,
+    /// Also post the same feed to a second service whose ports speak HTTPS
+    /// with this certificate chain (PEM), and compare it with plain HTTP.
+    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The authority the client trusts for `--tls-cert` (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
 }
 
 impl Default for FeedArgs {
@@ -196,6 +206,9 @@ impl Default for FeedArgs {
             families: FEED_FAMILIES_DEFAULT,
             batch: FEED_BATCH_DEFAULT,
             concurrency: FEED_CONCURRENCY_DEFAULT,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 }
@@ -339,21 +352,27 @@ async fn feed(arguments: &FeedArgs) -> anyhow::Result<()> {
         BASELINE_FLUSH_EVERY,
     )?;
     progress("feed", "starting the service and posting the feed");
-    let world = World::start().await?;
-    let client = http_client()?;
-    let started = Instant::now();
-    let totals = post_bodies(
-        &client,
-        &world.public_url(),
-        &population.bodies,
-        arguments.concurrency,
-    )
-    .await?;
-    let accepted_elapsed = started.elapsed();
-    wait_applied(&world.running.state.store).await?;
-    let applied_elapsed = started.elapsed();
-    let time_inside = time_spent(&world.running.state.metrics.render());
-    world.stop().await?;
+    let FeedRun {
+        totals,
+        accepted_elapsed,
+        applied_elapsed,
+        time_inside,
+    } = feed_once(&population, arguments.concurrency, None).await?;
+    let over_tls = match (&arguments.tls_cert, &arguments.tls_key, &arguments.tls_ca) {
+        (Some(cert), Some(key), Some(ca)) => {
+            progress("feed", "the same feed to a service speaking HTTPS");
+            let server = crate::tls::server_config(cert, key).map_err(anyhow::Error::msg)?;
+            let authority = crate::tls::authorities(ca).map_err(anyhow::Error::msg)?;
+            let run = feed_once(
+                &population,
+                arguments.concurrency,
+                Some((server, authority)),
+            )
+            .await?;
+            Some(per_second(run.totals.accepted, run.accepted_elapsed))
+        }
+        _ => None,
+    };
 
     let accepted = per_second(totals.accepted, accepted_elapsed);
     let applied = per_second(totals.accepted, applied_elapsed);
@@ -396,9 +415,59 @@ async fn feed(arguments: &FeedArgs) -> anyhow::Result<()> {
         format!(">= {FEED_TARGET_RATIO:.2}"),
         verdict(ratio >= FEED_TARGET_RATIO),
     );
+    if let Some(over_tls) = over_tls {
+        table.row(
+            "dfm accepted over HTTPS (a second service)",
+            rate(over_tls),
+            "events/s",
+        );
+        table.row("ratio HTTPS / HTTP", ratio_text(over_tls / accepted), "");
+    }
     table.print();
     print_time_spent(&time_inside);
     Ok(())
+}
+
+/// One feed posted to a fresh service.
+struct FeedRun {
+    totals: FeedTotals,
+    /// To the last answer.
+    accepted_elapsed: Duration,
+    /// To the last event applied.
+    applied_elapsed: Duration,
+    /// Where the service's time went ([`time_spent`]).
+    time_inside: Vec<String>,
+}
+
+/// Posts `population` to a fresh service, over HTTPS with `tls` (the server's
+/// configuration, and the authorities the client trusts).
+async fn feed_once(
+    population: &Population,
+    concurrency: usize,
+    tls: Option<(Arc<rustls::ServerConfig>, Vec<reqwest::Certificate>)>,
+) -> anyhow::Result<FeedRun> {
+    let (server_tls, authorities) = tls.unzip();
+    let world = World::start_with(server_tls).await?;
+    let client = http_client_trusting(authorities.unwrap_or_default())?;
+    let started = Instant::now();
+    let totals = post_bodies(
+        &client,
+        &world.public_url(),
+        &population.bodies,
+        concurrency,
+    )
+    .await?;
+    let accepted_elapsed = started.elapsed();
+    wait_applied(&world.running.state.store).await?;
+    let applied_elapsed = started.elapsed();
+    let time_inside = time_spent(&world.running.state.metrics.render());
+    world.stop().await?;
+    Ok(FeedRun {
+        totals,
+        accepted_elapsed,
+        applied_elapsed,
+        time_inside,
+    })
 }
 
 /// A population as feed request bodies.
@@ -1917,15 +1986,21 @@ struct World {
 
 impl World {
     async fn start() -> anyhow::Result<World> {
+        World::start_with(None).await
+    }
+
+    /// A service whose ports speak HTTPS with `tls`.
+    async fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> anyhow::Result<World> {
         let directory = temp_dir("service")?;
         let sms = SmsSimulator::start(SmsSimulatorOptions::default())?;
         let bank = BankSimulator::start(BankSimulatorOptions::default())?;
-        let config = Config::for_local(
+        let mut config = Config::for_local(
             directory.path().join("store"),
             &sms.url(),
             &bank.url(),
             catalogue(),
         );
+        config.tls = tls;
         let running =
             service::start_with(config, Arc::new(actors::clock::SystemClock), true).await?;
         Ok(World {
@@ -1937,7 +2012,12 @@ impl World {
     }
 
     fn public_url(&self) -> String {
-        format!("http://{}", self.running.public_addr)
+        let scheme = if self.running.state.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.running.public_addr)
     }
 
     async fn stop(self) -> anyhow::Result<()> {
@@ -2032,9 +2112,19 @@ fn retry_after(response: &reqwest::Response) -> Duration {
 }
 
 fn http_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(REQUEST_TIMEOUT)
+    http_client_trusting(Vec::new())
+}
+
+/// A client that also trusts `authorities`.
+fn http_client_trusting(authorities: Vec<reqwest::Certificate>) -> anyhow::Result<reqwest::Client> {
+    authorities
+        .into_iter()
+        .fold(
+            reqwest::Client::builder()
+                .no_proxy()
+                .timeout(REQUEST_TIMEOUT),
+            |builder, authority| builder.add_root_certificate(authority),
+        )
         .build()
         .context("cannot build the HTTP client")
 }
