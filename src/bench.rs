@@ -361,7 +361,8 @@ async fn feed(arguments: &FeedArgs) -> anyhow::Result<()> {
     let over_tls = match (&arguments.tls_cert, &arguments.tls_key, &arguments.tls_ca) {
         (Some(cert), Some(key), Some(ca)) => {
             progress("feed", "the same feed to a service speaking HTTPS");
-            let server = crate::tls::server_config(cert, key).map_err(anyhow::Error::msg)?;
+            let server =
+                crate::tls::ServerTls::from_files(cert, key).map_err(anyhow::Error::msg)?;
             let authority = crate::tls::authorities(ca).map_err(anyhow::Error::msg)?;
             let run = feed_once(
                 &population,
@@ -444,7 +445,7 @@ struct FeedRun {
 async fn feed_once(
     population: &Population,
     concurrency: usize,
-    tls: Option<(Arc<rustls::ServerConfig>, Vec<reqwest::Certificate>)>,
+    tls: Option<(crate::tls::ServerTls, Vec<reqwest::Certificate>)>,
 ) -> anyhow::Result<FeedRun> {
     let (server_tls, authorities) = tls.unzip();
     let world = World::start_with(server_tls).await?;
@@ -1990,7 +1991,7 @@ impl World {
     }
 
     /// A service whose ports speak HTTPS with `tls`.
-    async fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> anyhow::Result<World> {
+    async fn start_with(tls: Option<crate::tls::ServerTls>) -> anyhow::Result<World> {
         let directory = temp_dir("service")?;
         let sms = SmsSimulator::start(SmsSimulatorOptions::default())?;
         let bank = BankSimulator::start(BankSimulatorOptions::default())?;

@@ -165,7 +165,7 @@ async fn wait_for_signal(state: &service::AppState, config_path: &std::path::Pat
                     tracing::info!(
                         agencies = config.credentials.agencies.len(),
                         operators = config.credentials.operators.len(),
-                        "SIGHUP: took the agencies, operators and SMS token of the configuration again; its other keys take effect at the next start"
+                        "SIGHUP: took the agencies, operators, SMS token and TLS certificate of the configuration again; its other keys take effect at the next start"
                     );
                 }
                 Err(error) => tracing::error!(%error, "SIGHUP: the configuration is refused; nothing changed"),

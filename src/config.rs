@@ -7,7 +7,6 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -321,7 +320,7 @@ pub struct Config {
     pub workers: usize,
     /// Both ports speak HTTPS only, with this certificate (`server.tls_cert`
     /// and `server.tls_key`); `None`: plain HTTP.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<crate::tls::ServerTls>,
     pub storage_path: PathBuf,
     /// sled's page cache, in bytes.
     pub cache_bytes: usize,
@@ -612,7 +611,7 @@ impl Config {
             tls: match (&raw.server.tls_cert, &raw.server.tls_key) {
                 (None, None) => None,
                 (Some(cert), Some(key)) => Some(
-                    crate::tls::server_config(&resolve(cert), &resolve(key))
+                    crate::tls::ServerTls::from_files(&resolve(cert), &resolve(key))
                         .map_err(|e| invalid("server.tls_cert", e))?,
                 ),
                 (Some(_), None) => {

@@ -61,10 +61,14 @@ impl AppState {
     }
 
     /// Takes the agencies, operators and SMS token of `config` (the same file,
-    /// read again); its other keys take effect at the next start.
+    /// read again), and the TLS certificate if both ports speak TLS; its other
+    /// keys take effect at the next start.
     pub fn reload_credentials(&self, config: &Config) {
         *self.credentials.write().unwrap_or_else(|e| e.into_inner()) =
             Arc::new(config.credentials.clone());
+        if let (Some(running), Some(read)) = (&self.config.tls, &config.tls) {
+            running.take_certificate(read);
+        }
     }
 
     pub fn rules(&self) -> Arc<Rules> {
@@ -129,7 +133,7 @@ fn fill_scoring_table(store: &Store, saved: Option<storage::store::SavedTable>) 
 }
 
 /// Reads the phones of every open consent request, after which an offer to a
-/// phone with none reads no request ([`storage::phone_filter`]).
+/// phone with none reads no request ([`storage::key_filter`]).
 fn fill_phone_filter(store: &Store) {
     let started = std::time::Instant::now();
     match store.fill_phone_filter() {
@@ -141,6 +145,23 @@ fn fill_phone_filter(store: &Store) {
         Err(error) => tracing::error!(
             %error,
             "reading the phones of the open requests failed; every offer reads the requests until a restart"
+        ),
+    }
+}
+
+/// Reads every packed feed id, after which a new event's id reads no bucket
+/// ([`storage::key_filter`]).
+fn fill_id_filter(store: &Store) {
+    let started = std::time::Instant::now();
+    match store.fill_id_filter() {
+        Ok(true) => tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "read the packed feed ids"
+        ),
+        Ok(false) => {}
+        Err(error) => tracing::error!(
+            %error,
+            "reading the packed feed ids failed; every event's id reads its bucket until a restart"
         ),
     }
 }
@@ -230,12 +251,15 @@ pub async fn start_with_store(
             .spawn(move || fill_scoring_table(&store, saved))
             .context("cannot start filling the scoring table")?;
     }
-    {
+    for (name, fill) in [
+        ("dfm-phone-filter", fill_phone_filter as fn(&Store)),
+        ("dfm-id-filter", fill_id_filter),
+    ] {
         let store = store.clone();
         std::thread::Builder::new()
-            .name("dfm-phone-filter".to_owned())
-            .spawn(move || fill_phone_filter(&store))
-            .context("cannot start reading the open requests' phones")?;
+            .name(name.to_owned())
+            .spawn(move || fill(&store))
+            .with_context(|| format!("cannot start the thread {name}"))?;
     }
     let agency_backlog = http::public::AgencyBacklog::from_log(&store, store.applied_through()?)
         .context("counting each agency's unapplied events in the log")?;
@@ -356,8 +380,8 @@ pub async fn start_with_store(
     .workers(config.workers)
     .disable_signals()
     .shutdown_timeout(10);
-    let public = match config.tls.as_deref() {
-        Some(tls) => public.bind_rustls_0_23(config.public_addr, tls.clone()),
+    let public = match &config.tls {
+        Some(tls) => public.bind_rustls_0_23(config.public_addr, (*tls.config).clone()),
         None => public.bind(config.public_addr),
     }
     .with_context(|| format!("server.public_addr: cannot bind {}", config.public_addr))?;
@@ -374,8 +398,8 @@ pub async fn start_with_store(
     .workers(1)
     .disable_signals()
     .shutdown_timeout(5);
-    let admin = match config.tls.as_deref() {
-        Some(tls) => admin.bind_rustls_0_23(config.admin_addr, tls.clone()),
+    let admin = match &config.tls {
+        Some(tls) => admin.bind_rustls_0_23(config.admin_addr, (*tls.config).clone()),
         None => admin.bind(config.admin_addr),
     }
     .with_context(|| format!("server.admin_addr: cannot bind {}", config.admin_addr))?;
@@ -411,7 +435,7 @@ impl Running {
         if let Some(table) = self.state.store.scoring_table() {
             table.abandon_build();
         }
-        self.state.store.abandon_phone_filter();
+        self.state.store.abandon_filters();
         let drained = matches!(
             tokio::time::timeout(Duration::from_secs(60), self.dispatcher).await,
             Ok(Ok(()))

@@ -101,6 +101,13 @@ pub fn find(bucket: &[u8], id: &[u8]) -> Result<Option<u64>, BucketError> {
     Ok(found)
 }
 
+/// The ids this bucket holds, in order.
+pub fn ids(bucket: &[u8]) -> Result<Vec<&[u8]>, BucketError> {
+    entries(bucket)?
+        .map(|entry| entry.map(|(id, _)| id))
+        .collect()
+}
+
 /// How many ids this bucket holds.
 pub fn count(bucket: &[u8]) -> Result<usize, BucketError> {
     entries(bucket)?.try_fold(0, |count, entry| entry.map(|_| count + 1))

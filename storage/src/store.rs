@@ -69,8 +69,8 @@ use crate::codec::{decode, encode};
 use crate::event::{LogEntry, TimerKind};
 use crate::feed_ids;
 use crate::ids::{FamilyId, Iin, Phone};
+use crate::key_filter::KeyFilter;
 use crate::money::Money;
-use crate::phone_filter::PhoneFilter;
 use crate::record::{CitizenFacts, FamilyRecord};
 use crate::reply_codes::ReplyCodes;
 use crate::scoring_table::ScoringTable;
@@ -549,8 +549,18 @@ pub struct Store {
     /// Where a clean stop saves the scoring table ([`SNAPSHOT_FILE`]); none
     /// for a temporary store.
     snapshot_file: Option<std::path::PathBuf>,
-    /// Phones that may have an open request ([`crate::phone_filter`]).
-    phone_filter: PhoneFilter,
+    /// Phones that may have an open request ([`crate::key_filter`]): an offer
+    /// picks a reply code no other open request on its phone uses, and sled
+    /// 0.34 finds a phone's requests only by a prefix scan, which copies the
+    /// leaf it lands on (13 % of a million-family re-score's samples before the
+    /// filter); nearly every offer goes to a phone with none.
+    phone_filter: KeyFilter,
+    /// Ids that may be packed into `feed_ids` ([`crate::key_filter`]): every
+    /// event a feed takes is looked up there first, and nearly every one is
+    /// new. A bucket's read for each held the append lock long enough to take
+    /// a million-family store's feed from 40,000 to 13,000 events/s once a few
+    /// feeds' ids were packed (BENCHMARKS.md).
+    id_filter: KeyFilter,
     /// Reply codes picked for requests not written yet ([`crate::reply_codes`]).
     reply_codes: ReplyCodes,
 }
@@ -826,7 +836,8 @@ impl Store {
             pack_lock: Mutex::new(()),
             scoring_table: OnceLock::new(),
             snapshot_file: None,
-            phone_filter: PhoneFilter::default(),
+            phone_filter: KeyFilter::default(),
+            id_filter: KeyFilter::default(),
             reply_codes: ReplyCodes::default(),
         })
     }
@@ -898,6 +909,9 @@ impl Store {
                 return stored_seq(id, &value).map(Some);
             }
         }
+        if !self.id_filter.may_have(id) {
+            return Ok(None);
+        }
         let bucket = feed_ids::bucket_key(id);
         match self.trees.feed_ids.get(bucket)? {
             Some(value) => feed_ids::find(&value, id).map_err(|e| corrupt("feed_ids", &bucket, e)),
@@ -906,8 +920,12 @@ impl Store {
     }
 
     /// Adds ids to their bucket, as one compare-and-swap (a pass and an SMS
-    /// reply may add to one bucket at once).
+    /// reply may add to one bucket at once); they are marked in the id filter
+    /// first.
     fn add_to_bucket(&self, bucket: [u8; 4], additions: &[(&[u8], u64)]) -> Result<()> {
+        for (id, _) in additions {
+            self.id_filter.mark(id);
+        }
         loop {
             let current = self.trees.feed_ids.get(bucket)?;
             let value = feed_ids::with_additions(current.as_deref(), additions)
@@ -1635,7 +1653,7 @@ impl Store {
 
     /// Reads the phones of every open request into the phone filter, after which
     /// [`Store::open_requests`] skips the tree for phones it never marked
-    /// ([`crate::phone_filter`]). Returns false if [`Store::abandon_phone_filter`]
+    /// ([`crate::key_filter`]). Returns false if [`Store::abandon_filters`]
     /// stopped it first.
     pub fn fill_phone_filter(&self) -> Result<bool> {
         let phones = self.trees.phone_requests.iter().keys().map(|key| {
@@ -1646,9 +1664,30 @@ impl Store {
         self.phone_filter.fill(phones)
     }
 
-    /// Stops a [`Store::fill_phone_filter`] under way (the store is closing).
-    pub fn abandon_phone_filter(&self) {
+    /// Reads every id packed into `feed_ids` into the id filter, after which a
+    /// lookup of an id it never marked reads no bucket ([`crate::key_filter`]).
+    /// Returns false if [`Store::abandon_filters`] stopped it first.
+    pub fn fill_id_filter(&self) -> Result<bool> {
+        let ids = self.trees.feed_ids.iter().flat_map(|bucket| {
+            let ids = bucket.map_err(StoreError::from).and_then(|(key, value)| {
+                feed_ids::ids(&value)
+                    .map(|ids| ids.into_iter().map(<[u8]>::to_vec).collect::<Vec<_>>())
+                    .map_err(|e| corrupt("feed_ids", &key, e))
+            });
+            // A bucket's ids, or the error that ends the fill.
+            match ids {
+                Ok(ids) => ids.into_iter().map(Ok).collect(),
+                Err(error) => vec![Err(error)],
+            }
+        });
+        self.id_filter.fill(ids)
+    }
+
+    /// Stops a [`Store::fill_phone_filter`] or [`Store::fill_id_filter`] under
+    /// way (the store is closing).
+    pub fn abandon_filters(&self) {
         self.phone_filter.abandon();
+        self.id_filter.abandon();
     }
 
     // ----- side tables -----
@@ -2320,6 +2359,38 @@ mod tests {
             store.append_feed("payments", vec![feed("b")]).unwrap(),
             appended(&[], &[0])
         );
+    }
+
+    #[test]
+    fn packed_ids_stay_duplicates_before_and_after_the_id_filter_is_filled() {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(directory.path()).unwrap();
+            store
+                .append_feed("payments", vec![feed("a"), feed("b")])
+                .unwrap();
+            store.pack_feed_ids(100).unwrap();
+            assert!(store.append_sms_reply("in-1", None).unwrap().is_some());
+            store.flush().unwrap();
+        }
+        let store = Store::open(directory.path()).unwrap();
+        let duplicates = |ids: &[&str]| {
+            store
+                .append_feed("payments", ids.iter().map(|id| feed(id)).collect())
+                .unwrap()
+                .duplicates
+        };
+        // Not filled yet: every lookup reads its bucket.
+        assert_eq!(duplicates(&["a"]), [0]);
+        assert!(store.fill_id_filter().unwrap());
+        // Read into the filter from the buckets.
+        assert_eq!(duplicates(&["b", "c"]), [0]);
+        assert_eq!(store.append_sms_reply("in-1", None).unwrap(), None);
+        // Marked as they are packed, and as a reply's id goes into its bucket.
+        store.pack_feed_ids(100).unwrap();
+        assert_eq!(duplicates(&["c", "d"]), [0]);
+        assert!(store.append_sms_reply("in-2", None).unwrap().is_some());
+        assert_eq!(store.append_sms_reply("in-2", None).unwrap(), None);
     }
 
     #[test]

@@ -13,8 +13,10 @@ use crate::support::*;
 /// turns it on for dfm's ports too, `trust` names the test CA in both
 /// gateways' `ca_cert`.
 async fn tls_world(server_tls: bool, trust: bool) -> World {
-    let tls = dfm::tls::server_config(&tls_fixture("server.pem"), &tls_fixture("server.key"))
-        .expect("the test certificate");
+    let tls =
+        dfm::tls::ServerTls::from_files(&tls_fixture("server.pem"), &tls_fixture("server.key"))
+            .expect("the test certificate")
+            .config;
     world_edited(
         SmsSimulatorOptions {
             tls: Some(tls.clone()),
@@ -108,4 +110,78 @@ async fn a_gateway_whose_authority_is_not_trusted_gets_nothing_and_is_retried() 
     assert!(retried >= 2);
     assert_eq!(world.sms.requests(), 0, "no request got past the handshake");
     assert!(world.sms.messages().is_empty());
+}
+
+/// A new client that trusts `authority` (a fixture) alone: no connection and
+/// no TLS session of an earlier request, which would resume without being
+/// shown the certificate.
+fn client_trusting(authority: &str) -> reqwest::Client {
+    let pem = std::fs::read(tls_fixture(authority)).expect("a test authority");
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+}
+
+/// Whether a client trusting `authority` alone gets an answer from the admin port.
+async fn healthy(authority: &str, server: &Server) -> bool {
+    client_trusting(authority)
+        .get(format!("{}/healthz", server.admin))
+        .send()
+        .await
+        .is_ok_and(|answer| answer.status() == 200)
+}
+
+#[actix_rt::test]
+async fn sighup_presents_the_certificate_now_in_the_files_unless_they_are_refused() {
+    let put = |dir: &std::path::Path, cert: &str, key: &str| {
+        std::fs::copy(tls_fixture(cert), dir.join("cert.pem")).expect("certificate copied");
+        std::fs::copy(tls_fixture(key), dir.join("key.pem")).expect("key copied");
+    };
+    let world = world_edited(
+        SmsSimulatorOptions::default(),
+        BankSimulatorOptions::default(),
+        ("72h", "48h"),
+        "",
+        |text, dir| {
+            put(dir, "server.pem", "server.key");
+            text.replace(
+                "[server]\n",
+                &format!(
+                    "[server]\ntls_cert = {:?}\ntls_key = {:?}\n",
+                    dir.join("cert.pem"),
+                    dir.join("key.pem")
+                ),
+            )
+        },
+    )
+    .await;
+    let server = &world.server;
+    let (first, second) = ("ca.pem", "ca2.pem");
+    assert!(healthy(first, server).await);
+    assert!(!healthy(second, server).await);
+    put(world.dir.path(), "server2.pem", "server2.key");
+    server.hangup();
+    eventually("the new certificate", Duration::from_secs(10), || async {
+        healthy(second, server).await.then_some(())
+    })
+    .await;
+    assert!(!healthy(first, server).await);
+    // A key that is not the certificate's: the configuration is refused and
+    // the certificate in use stays.
+    put(world.dir.path(), "server2.pem", "server.key");
+    server.hangup();
+    eventually(
+        "the refusal in the log",
+        Duration::from_secs(10),
+        || async {
+            std::fs::read_to_string(&server.log)
+                .ok()
+                .filter(|log| log.contains("SIGHUP: the configuration is refused"))
+        },
+    )
+    .await;
+    assert!(healthy(second, server).await);
 }

@@ -1,18 +1,15 @@
-//! Which phones may have an open consent request: a Bloom filter over the
-//! phones of the `phone_requests` tree, so that a family offering a benefit to a
-//! phone that has none (nearly every offer) does not read that tree.
+//! Which keys a tree may hold: a Bloom filter that a store fills once from
+//! the tree after opening and marks before each later write, so that a lookup
+//! of a key the filter never saw reads nothing. The store keeps two: the phones
+//! with an open consent request, and the feed's ids packed into buckets.
 //!
-//! Each offer picks a reply code that no other open request on the phone uses,
-//! and the only way sled 0.34 finds a phone's requests is a prefix scan, which
-//! copies the leaf it lands on: at a million families a re-score that offered
-//! 179,127 families spent 13 % of its samples there (BENCHMARKS.md).
-//!
-//! A phone is marked before its request is written and never unmarked, so the
-//! filter only answers "maybe" (read the tree) or "none" (certain). Until the
-//! filter has read the tree once after opening ([`PhoneFilter::fill`], on a
-//! thread of the service's own), every answer is "maybe". Closed requests leave
-//! their phones marked until the next start: with 2^26 bits and two probes, 5
-//! million marked phones make one "maybe" in fifty a needless read.
+//! A key is marked before it is written and never unmarked, so the filter only
+//! answers "maybe" (read the tree) or "none" (certain). Until the filter has
+//! read the tree once after opening ([`KeyFilter::fill`], on a thread of the
+//! service's own), every answer is "maybe". Keys removed from the tree stay
+//! marked until the next start. With 2^26 bits and two probes, 5 million
+//! marked keys make one "maybe" in fifty a needless read, 20 million one in
+//! five.
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,15 +18,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 const BITS_LOG2: u32 = 26;
 const WORDS: usize = 1 << (BITS_LOG2 - 6);
 
-pub struct PhoneFilter {
+pub struct KeyFilter {
     words: Box<[AtomicU64]>,
     filled: AtomicBool,
     abandoned: AtomicBool,
 }
 
-impl Default for PhoneFilter {
-    fn default() -> PhoneFilter {
-        PhoneFilter {
+impl Default for KeyFilter {
+    fn default() -> KeyFilter {
+        KeyFilter {
             words: (0..WORDS).map(|_| AtomicU64::new(0)).collect(),
             filled: AtomicBool::new(false),
             abandoned: AtomicBool::new(false),
@@ -37,46 +34,46 @@ impl Default for PhoneFilter {
     }
 }
 
-impl PhoneFilter {
-    /// The phone's two bits: one 64-bit SipHash (fixed keys) split in two.
-    fn probes(phone: &[u8]) -> [usize; 2] {
+impl KeyFilter {
+    /// The key's two bits: one 64-bit SipHash (fixed keys) split in two.
+    fn probes(key: &[u8]) -> [usize; 2] {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        phone.hash(&mut hasher);
+        key.hash(&mut hasher);
         let hash = hasher.finish();
         let mask = (1u64 << BITS_LOG2) - 1;
         [(hash & mask) as usize, ((hash >> 32) & mask) as usize]
     }
 
-    /// Marks a phone; called before its request is written.
-    pub fn mark(&self, phone: &[u8]) {
-        for bit in PhoneFilter::probes(phone) {
+    /// Marks a key; called before it is written.
+    pub fn mark(&self, key: &[u8]) {
+        for bit in KeyFilter::probes(key) {
             self.words[bit / 64].fetch_or(1 << (bit % 64), Ordering::Release);
         }
     }
 
-    /// False only if the phone certainly has no request in the tree.
-    pub fn may_have(&self, phone: &[u8]) -> bool {
+    /// False only if the tree certainly does not hold the key.
+    pub fn may_have(&self, key: &[u8]) -> bool {
         !self.filled.load(Ordering::Acquire)
-            || PhoneFilter::probes(phone)
+            || KeyFilter::probes(key)
                 .into_iter()
                 .all(|bit| self.words[bit / 64].load(Ordering::Acquire) & (1 << (bit % 64)) != 0)
     }
 
-    /// Marks every phone of `phones` (the tree's phones, as they are read), then
-    /// starts answering "none"; gives up, still answering "maybe", when
-    /// [`PhoneFilter::abandon`] is called or `phones` fails.
-    pub fn fill<E>(&self, phones: impl Iterator<Item = Result<Vec<u8>, E>>) -> Result<bool, E> {
-        for phone in phones {
+    /// Marks every key of `keys` (the tree's, as they are read), then starts
+    /// answering "none"; gives up, still answering "maybe", when
+    /// [`KeyFilter::abandon`] is called or `keys` fails.
+    pub fn fill<E>(&self, keys: impl Iterator<Item = Result<Vec<u8>, E>>) -> Result<bool, E> {
+        for key in keys {
             if self.abandoned.load(Ordering::Acquire) {
                 return Ok(false);
             }
-            self.mark(&phone?);
+            self.mark(&key?);
         }
         self.filled.store(true, Ordering::Release);
         Ok(true)
     }
 
-    /// Tells a [`PhoneFilter::fill`] still running to stop (the store closes).
+    /// Tells a [`KeyFilter::fill`] still running to stop (the store closes).
     pub fn abandon(&self) {
         self.abandoned.store(true, Ordering::Release);
     }
@@ -91,8 +88,8 @@ mod tests {
     }
 
     #[test]
-    fn answers_maybe_until_filled_then_none_for_unmarked_phones() {
-        let filter = PhoneFilter::default();
+    fn answers_maybe_until_filled_then_none_for_unmarked_keys() {
+        let filter = KeyFilter::default();
         assert!(filter.may_have(&phone(1)), "not filled: maybe");
         let filled = filter.fill((0..1000).map(|n| Ok::<_, ()>(phone(n))));
         assert_eq!(filled, Ok(true));
@@ -110,14 +107,14 @@ mod tests {
 
     #[test]
     fn an_abandoned_or_failed_fill_keeps_answering_maybe() {
-        let filter = PhoneFilter::default();
+        let filter = KeyFilter::default();
         filter.abandon();
         assert_eq!(
             filter.fill((0..10).map(|n| Ok::<_, ()>(phone(n)))),
             Ok(false)
         );
         assert!(filter.may_have(&phone(1_000_000)));
-        let filter = PhoneFilter::default();
+        let filter = KeyFilter::default();
         let failing = (0..3).map(|n| if n == 2 { Err("io") } else { Ok(phone(n)) });
         assert_eq!(filter.fill(failing), Err("io"));
         assert!(filter.may_have(&phone(1_000_000)));
