@@ -132,37 +132,19 @@ fn fill_scoring_table(store: &Store, saved: Option<storage::store::SavedTable>) 
     }
 }
 
-/// Reads the phones of every open consent request, after which an offer to a
-/// phone with none reads no request ([`storage::key_filter`]).
-fn fill_phone_filter(store: &Store) {
-    let started = std::time::Instant::now();
-    match store.fill_phone_filter() {
-        Ok(true) => tracing::info!(
-            seconds = started.elapsed().as_secs_f64(),
-            "read the phones of the open requests"
-        ),
-        Ok(false) => {}
-        Err(error) => tracing::error!(
-            %error,
-            "reading the phones of the open requests failed; every offer reads the requests until a restart"
-        ),
-    }
-}
+/// What fills one of the store's key filters.
+type FillFilter = fn(&Store) -> storage::store::Result<bool>;
 
-/// Reads every packed feed id, after which a new event's id reads no bucket
-/// ([`storage::key_filter`]).
-fn fill_id_filter(store: &Store) {
+/// Fills one of the store's key filters ([`storage::key_filter`]): the phones
+/// of the open consent requests, after which an offer to a phone with none
+/// reads no request, or the packed feed ids, after which a new event's id reads
+/// no bucket. `what` names what it reads, `until` what happens if it fails.
+fn fill_filter(store: &Store, fill: FillFilter, what: &str, until: &str) {
     let started = std::time::Instant::now();
-    match store.fill_id_filter() {
-        Ok(true) => tracing::info!(
-            seconds = started.elapsed().as_secs_f64(),
-            "read the packed feed ids"
-        ),
+    match fill(store) {
+        Ok(true) => tracing::info!(seconds = started.elapsed().as_secs_f64(), "read {what}"),
         Ok(false) => {}
-        Err(error) => tracing::error!(
-            %error,
-            "reading the packed feed ids failed; every event's id reads its bucket until a restart"
-        ),
+        Err(error) => tracing::error!(%error, "reading {what} failed; {until} until a restart"),
     }
 }
 
@@ -251,15 +233,26 @@ pub async fn start_with_store(
             .spawn(move || fill_scoring_table(&store, saved))
             .context("cannot start filling the scoring table")?;
     }
-    for (name, fill) in [
-        ("dfm-phone-filter", fill_phone_filter as fn(&Store)),
-        ("dfm-id-filter", fill_id_filter),
-    ] {
+    let filters: [(&str, FillFilter, &str, &str); 2] = [
+        (
+            "dfm-phone-filter",
+            Store::fill_phone_filter,
+            "the phones of the open requests",
+            "every offer reads the requests",
+        ),
+        (
+            "dfm-id-filter",
+            Store::fill_id_filter,
+            "the packed feed ids",
+            "every event's id reads its bucket",
+        ),
+    ];
+    for (name, fill, what, until) in filters {
         let store = store.clone();
         std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || fill(&store))
-            .with_context(|| format!("cannot start the thread {name}"))?;
+            .spawn(move || fill_filter(&store, fill, what, until))
+            .with_context(|| format!("cannot start reading {what}"))?;
     }
     let agency_backlog = http::public::AgencyBacklog::from_log(&store, store.applied_through()?)
         .context("counting each agency's unapplied events in the log")?;

@@ -493,15 +493,7 @@ impl BankGateway {
             config.mailbox_capacity > 0,
             "bank mailbox capacity must be at least 1"
         );
-        let client = config
-            .authorities
-            .iter()
-            .fold(
-                reqwest::Client::builder().timeout(config.timeout),
-                |builder, authority| builder.add_root_certificate(authority.clone()),
-            )
-            .build()
-            .expect("the HTTP client builds: rustls needs no system configuration");
+        let client = crate::outbox::gateway_client(config.timeout, &config.authorities);
         let base_url = config.url.trim_end_matches('/').to_owned();
         let shared = Arc::new(Shared {
             client,

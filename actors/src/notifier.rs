@@ -233,15 +233,7 @@ impl Notifier {
             config.mailbox_capacity > 0,
             "notifier mailbox capacity must be at least 1"
         );
-        let client = config
-            .authorities
-            .iter()
-            .fold(
-                reqwest::Client::builder().timeout(config.timeout),
-                |builder, authority| builder.add_root_certificate(authority.clone()),
-            )
-            .build()
-            .expect("the HTTP client builds: rustls needs no system configuration");
+        let client = crate::outbox::gateway_client(config.timeout, &config.authorities);
         let shared = Arc::new(Shared {
             client,
             messages_url: format!("{}/v1/messages", config.url.trim_end_matches('/')),

@@ -1,6 +1,7 @@
-//! The outbox sweep shared by the notifier and the bank gateway: every order of
-//! an outbox is fed back to its actor, a page at a time, each waiting for mailbox
-//! room on the sweep's own task, so that the dispatcher never waits for a gateway.
+//! What the notifier and the bank gateway share: their HTTP client, and the
+//! outbox sweep, in which every order of an outbox is fed back to its actor, a
+//! page at a time, each waiting for mailbox room on the sweep's own task, so
+//! that the dispatcher never waits for a gateway.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,6 +16,22 @@ pub const PAGE: usize = 1_000;
 /// How often the notifier and the bank gateway sweep their outboxes for orders
 /// they were not handed (the dispatcher hands on only while a mailbox has room).
 pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The client of one gateway: `timeout` per attempt, and `authorities`
+/// trusted beside the public roots (`ca_cert` in the configuration).
+pub fn gateway_client(
+    timeout: std::time::Duration,
+    authorities: &[reqwest::Certificate],
+) -> reqwest::Client {
+    authorities
+        .iter()
+        .fold(
+            reqwest::Client::builder().timeout(timeout),
+            |builder, authority| builder.add_root_certificate(authority.clone()),
+        )
+        .build()
+        .expect("the HTTP client builds: rustls needs no system configuration")
+}
 
 /// One sweep at a time per outbox: `sweeping` is set while one runs. `read_page`
 /// reads the orders after a key (exclusive), `key` gives an order's key, and
