@@ -844,6 +844,7 @@ year = 2026
             ),
             "bank.payer_fa",
         );
+        use crate::tls::fixture;
         let server = |lines: &str| ("[server]", format!("[server]\n{lines}"));
         let (section, tls) = server(&format!("tls_cert = {:?}", fixture("server.pem")));
         check((section, &tls), "server.tls_key");
@@ -861,14 +862,9 @@ year = 2026
         );
     }
 
-    fn fixture(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/tls")
-            .join(name)
-    }
-
     #[test]
     fn tls_files_are_read_with_the_configuration() {
+        use crate::tls::fixture;
         let text = GOOD
             .replace(
                 "[server]",

@@ -83,17 +83,17 @@ pub fn authorities(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
     Ok(certificates)
 }
 
+/// A test-only TLS file (`tests/fixtures/tls`).
+#[cfg(test)]
+pub(crate) fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+}
+
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
-
-    fn fixture(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/tls")
-            .join(name)
-    }
 
     #[test]
     fn the_test_certificate_and_key_make_a_server() {
