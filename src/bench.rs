@@ -2013,12 +2013,11 @@ impl World {
     }
 
     fn public_url(&self) -> String {
-        let scheme = if self.running.state.config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        format!("{scheme}://{}", self.running.public_addr)
+        format!(
+            "{}://{}",
+            self.running.state.config.scheme(),
+            self.running.public_addr
+        )
     }
 
     async fn stop(self) -> anyhow::Result<()> {

@@ -125,11 +125,7 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let store = actix_rt::System::new().block_on(async move {
         let clock: Arc<dyn actors::clock::Clock> = Arc::new(actors::clock::SystemClock);
         let running = service::start(config, clock).await?;
-        let scheme = if running.state.config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = running.state.config.scheme();
         println!(
             "dfm: serving public={scheme}://{} admin={scheme}://{}",
             running.public_addr, running.admin_addr

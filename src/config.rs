@@ -431,6 +431,15 @@ pub fn local_agency_token(agency: &str) -> Option<&'static str> {
 }
 
 impl Config {
+    /// The scheme of both ports' URLs: `https` with `server.tls_cert`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     /// The consent timings as the entitlement machine takes them.
     pub fn consent_settings(&self) -> anyhow::Result<::actors::entitlement::Settings> {
         use anyhow::Context as _;

@@ -2190,6 +2190,17 @@ mod tests {
             .collect()
     }
 
+    /// The store at `directory`, after it took `payments`' events `a` and `b`
+    /// and packed their ids into buckets.
+    fn with_a_and_b_packed(directory: &std::path::Path) -> Store {
+        let store = Store::open(directory).unwrap();
+        store
+            .append_feed("payments", vec![feed("a"), feed("b")])
+            .unwrap();
+        store.pack_feed_ids(100).unwrap();
+        store
+    }
+
     fn appended(seqs: &[u64], duplicates: &[usize]) -> Appended {
         Appended {
             seqs: seqs.to_vec(),
@@ -2365,11 +2376,7 @@ mod tests {
     fn packed_ids_stay_duplicates_before_and_after_the_id_filter_is_filled() {
         let directory = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(directory.path()).unwrap();
-            store
-                .append_feed("payments", vec![feed("a"), feed("b")])
-                .unwrap();
-            store.pack_feed_ids(100).unwrap();
+            let store = with_a_and_b_packed(directory.path());
             assert!(store.append_sms_reply("in-1", None).unwrap().is_some());
             store.flush().unwrap();
         }
@@ -2654,11 +2661,7 @@ mod tests {
     fn a_pass_torn_by_a_crash_packs_its_ids_again_once() {
         let directory = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(directory.path()).unwrap();
-            store
-                .append_feed("payments", vec![feed("a"), feed("b")])
-                .unwrap();
-            store.pack_feed_ids(100).unwrap();
+            let store = with_a_and_b_packed(directory.path());
             // The crash came after the buckets and before the mark that the
             // log's chunks are packed: take the mark away again.
             let meta = store.db().open_tree("meta").unwrap();
