@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use storage::event::{self, EventData, FeedEvent, Subject};
 use storage::ids::{FamilyId, Iin};
 use storage::record::CitizenFacts;
-use storage::store::FamilyCommit;
+use storage::store::{FamilyCommit, Filter};
 use storage::Store;
 
 use crate::config::Config;
@@ -358,11 +358,21 @@ pub fn load_file(config: &Config, file: std::fs::File) -> anyhow::Result<LoadRep
     // at the end: the first start reads it instead of every record.
     let table = (config.scoring_table && families_stored(&store)? == 0)
         .then(|| store.enable_scoring_table());
+    // Offers to phones with no open request then read no request. Both
+    // filters are saved at the end, for the first start; into an empty store
+    // filling them reads nothing.
+    let saved = store
+        .take_saved_key_filters()
+        .context("reading the key filters the last clean stop saved")?;
+    for which in Filter::ALL
+        .into_iter()
+        .filter(|which| !saved.contains(which))
+    {
+        store
+            .fill_filter(which)
+            .with_context(|| format!("reading {}", which.what()))?;
+    }
     store.set_load_running(true)?;
-    // Offers to phones with no open request then read no request.
-    store
-        .fill_phone_filter()
-        .context("reading the phones of the open requests")?;
     let settings = config.consent_settings()?;
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<FeedEvent>>(LOAD_CHANNEL_CHUNKS);
     let parser_config = config.clone();
@@ -397,6 +407,7 @@ pub fn load_file(config: &Config, file: std::fs::File) -> anyhow::Result<LoadRep
     store.set_load_running(false)?;
     store.flush()?;
     let families = families_stored(&store)?;
+    store.save_key_filters()?;
     if let Some(table) = table {
         table.set_built();
         store.save_scoring_table()?;

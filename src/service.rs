@@ -23,6 +23,7 @@ use ::actors::rules::Rules;
 use actix::{Addr, Arbiter};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
+use storage::store::Filter;
 use storage::Store;
 use tokio::sync::{watch, Notify};
 
@@ -132,16 +133,18 @@ fn fill_scoring_table(store: &Store, saved: Option<storage::store::SavedTable>) 
     }
 }
 
-/// What fills one of the store's key filters.
-type FillFilter = fn(&Store) -> storage::store::Result<bool>;
-
-/// Fills one of the store's key filters ([`storage::key_filter`]): the phones
-/// of the open consent requests, after which an offer to a phone with none
-/// reads no request, or the packed feed ids, after which a new event's id reads
-/// no bucket. `what` names what it reads, `until` what happens if it fails.
-fn fill_filter(store: &Store, fill: FillFilter, what: &str, until: &str) {
+/// Fills one of the store's key filters ([`storage::key_filter`]) from its
+/// tree: the phones of the open consent requests, after which an offer to a
+/// phone with none reads no request, or the packed feed ids, after which a new
+/// event's id reads no bucket.
+fn fill_filter(store: &Store, which: Filter) {
+    let what = which.what();
+    let until = match which {
+        Filter::Phones => "every offer reads the requests",
+        Filter::Ids => "every event's id reads its bucket",
+    };
     let started = std::time::Instant::now();
-    match fill(store) {
+    match store.fill_filter(which) {
         Ok(true) => tracing::info!(seconds = started.elapsed().as_secs_f64(), "read {what}"),
         Ok(false) => {}
         Err(error) => tracing::error!(%error, "reading {what} failed; {until} until a restart"),
@@ -233,26 +236,27 @@ pub async fn start_with_store(
             .spawn(move || fill_scoring_table(&store, saved))
             .context("cannot start filling the scoring table")?;
     }
-    let filters: [(&str, FillFilter, &str, &str); 2] = [
-        (
-            "dfm-phone-filter",
-            Store::fill_phone_filter,
-            "the phones of the open requests",
-            "every offer reads the requests",
-        ),
-        (
-            "dfm-id-filter",
-            Store::fill_id_filter,
-            "the packed feed ids",
-            "every event's id reads its bucket",
-        ),
-    ];
-    for (name, fill, what, until) in filters {
+    // A clean stop saved the filters: reading them back spares reading their
+    // trees (about 40 s and 5.9 GB of disk reads at 6 million families).
+    let saved = store
+        .take_saved_key_filters()
+        .context("reading the key filters the last clean stop saved")?;
+    if !saved.is_empty() {
+        tracing::info!(filters = ?saved, "read the key filters the last clean stop saved");
+    }
+    for which in Filter::ALL
+        .into_iter()
+        .filter(|which| !saved.contains(which))
+    {
         let store = store.clone();
+        let name = match which {
+            Filter::Phones => "dfm-phone-filter",
+            Filter::Ids => "dfm-id-filter",
+        };
         std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || fill_filter(&store, fill, what, until))
-            .with_context(|| format!("cannot start reading {what}"))?;
+            .spawn(move || fill_filter(&store, which))
+            .with_context(|| format!("cannot start {name}"))?;
     }
     let agency_backlog = http::public::AgencyBacklog::from_log(&store, store.applied_through()?)
         .context("counting each agency's unapplied events in the log")?;
@@ -438,7 +442,15 @@ impl Running {
         self.state.store.flush().context("flushing the store")?;
         if drained {
             // Nothing writes families any more: the next start reads the
-            // table instead of every record.
+            // table and the filters instead of every record and two trees.
+            match self.state.store.save_key_filters() {
+                Ok(saved) => {
+                    tracing::info!(filters = ?saved, "saved the key filters for the next start")
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the key filters were not saved; the next start reads their trees")
+                }
+            }
             let started = std::time::Instant::now();
             match self.state.store.save_scoring_table() {
                 Ok(true) => tracing::info!(

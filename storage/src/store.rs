@@ -44,7 +44,7 @@
 //! | `orphans` | IIN | [`CitizenFacts`] of a citizen in no family |
 //! | `citizen_buckets` | bucket number (u32 BE) | the routing index: citizens' families, packed ([`crate::citizen_index`]) |
 //! | `feed_ids` | bucket number (u32 BE) | ids the log has taken (`D` + agency + `\0` + event id, `S` + inbound SMS id) with their seqs, packed ([`crate::feed_ids`]) |
-//! | `meta` | name | u64 watermarks |
+//! | `meta` | name | u64 watermarks; the catalogues; the key filters a clean stop saved ([`Store::save_key_filters`]) |
 //! | `sms_outbox` | reference | [`SmsOrder`] |
 //! | `payment_outbox` | reference id | [`PaymentOrder`] |
 //! | `timers` | due (ms, BE) + family + `\0` + entitlement + kind | [`TimerRecord`] |
@@ -318,6 +318,13 @@ const SCORING_SNAPSHOT_FORMAT: u8 = crate::compact::FORMAT;
 /// more in the process than reading every record did.
 const SNAPSHOT_FILE: &str = "dfm-scoring-table";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"DFMSCORE";
+/// Followed by a [`Filter`]'s name: the filter a clean stop saved
+/// ([`Store::save_key_filters`]), taken by the next start.
+const META_KEY_FILTER_PREFIX: &[u8] = b"key_filter/";
+/// The layout of a saved key filter: this byte, the applied and the packed
+/// watermarks it agrees with ([`Store::key_filter_stamp`]), then
+/// [`KeyFilter::to_bytes`].
+const KEY_FILTER_FORMAT: u8 = 1;
 /// Present while a bulk load runs, and after one that did not finish.
 const META_LOAD_RUNNING: &[u8] = b"load_running";
 /// Every feed entry at or below this has its id in `feed_ids` ([`Store::pack_feed_ids`]).
@@ -507,6 +514,35 @@ struct Trees {
     quarantine: sled::Tree,
     /// The ids of `feed`, packed into buckets ([`crate::feed_ids`]).
     feed_ids: sled::Tree,
+}
+
+/// The store's key filters ([`crate::key_filter`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// The phones that may have an open consent request.
+    Phones,
+    /// The feed ids that may be packed into `feed_ids`.
+    Ids,
+}
+
+impl Filter {
+    pub const ALL: [Filter; 2] = [Filter::Phones, Filter::Ids];
+
+    /// What the filter is filled from, for messages.
+    pub fn what(self) -> &'static str {
+        match self {
+            Filter::Phones => "the phones of the open requests",
+            Filter::Ids => "the packed feed ids",
+        }
+    }
+
+    fn meta_key(self) -> Vec<u8> {
+        let name: &[u8] = match self {
+            Filter::Phones => b"phones",
+            Filter::Ids => b"ids",
+        };
+        [META_KEY_FILTER_PREFIX, name].concat()
+    }
 }
 
 /// The result of appending a batch of feed events.
@@ -1651,40 +1687,112 @@ impl Store {
         self.reply_codes.len()
     }
 
-    /// Reads the phones of every open request into the phone filter, after which
-    /// [`Store::open_requests`] skips the tree for phones it never marked
-    /// ([`crate::key_filter`]). Returns false if [`Store::abandon_filters`]
-    /// stopped it first.
-    pub fn fill_phone_filter(&self) -> Result<bool> {
-        let phones = self.trees.phone_requests.iter().keys().map(|key| {
-            let key = key?;
-            let end = key.iter().position(|&byte| byte == 0).unwrap_or(key.len());
-            Ok(key[..end].to_vec())
-        });
-        self.phone_filter.fill(phones)
+    fn key_filter(&self, which: Filter) -> &KeyFilter {
+        match which {
+            Filter::Phones => &self.phone_filter,
+            Filter::Ids => &self.id_filter,
+        }
     }
 
-    /// Reads every id packed into `feed_ids` into the id filter, after which a
-    /// lookup of an id it never marked reads no bucket ([`crate::key_filter`]).
-    /// Returns false if [`Store::abandon_filters`] stopped it first.
-    pub fn fill_id_filter(&self) -> Result<bool> {
-        let ids = self.trees.feed_ids.iter().flat_map(|bucket| {
-            let ids = bucket.map_err(StoreError::from).and_then(|(key, value)| {
-                feed_ids::ids(&value)
-                    .map(|ids| ids.into_iter().map(<[u8]>::to_vec).collect::<Vec<_>>())
-                    .map_err(|e| corrupt("feed_ids", &key, e))
-            });
-            // A bucket's ids, or the error that ends the fill.
-            match ids {
-                Ok(ids) => ids.into_iter().map(Ok).collect(),
-                Err(error) => vec![Err(error)],
+    /// Whether `which` has read its tree, or a saved copy, since opening.
+    pub fn filter_filled(&self, which: Filter) -> bool {
+        self.key_filter(which).is_filled()
+    }
+
+    /// Reads `which`'s tree into it, after which a lookup of a key it never
+    /// marked reads nothing ([`crate::key_filter`]): with [`Filter::Phones`],
+    /// [`Store::open_requests`] skips the tree for a phone with none; with
+    /// [`Filter::Ids`], a new event id reads no bucket. Returns false if
+    /// [`Store::abandon_filters`] stopped it first.
+    pub fn fill_filter(&self, which: Filter) -> Result<bool> {
+        match which {
+            Filter::Phones => {
+                let phones = self.trees.phone_requests.iter().keys().map(|key| {
+                    let key = key?;
+                    let end = key.iter().position(|&byte| byte == 0).unwrap_or(key.len());
+                    Ok(key[..end].to_vec())
+                });
+                self.phone_filter.fill(phones)
             }
-        });
-        self.id_filter.fill(ids)
+            Filter::Ids => {
+                let ids = self.trees.feed_ids.iter().flat_map(|bucket| {
+                    let ids = bucket.map_err(StoreError::from).and_then(|(key, value)| {
+                        feed_ids::ids(&value)
+                            .map(|ids| ids.into_iter().map(<[u8]>::to_vec).collect::<Vec<_>>())
+                            .map_err(|e| corrupt("feed_ids", &key, e))
+                    });
+                    // A bucket's ids, or the error that ends the fill.
+                    match ids {
+                        Ok(ids) => ids.into_iter().map(Ok).collect(),
+                        Err(error) => vec![Err(error)],
+                    }
+                });
+                self.id_filter.fill(ids)
+            }
+        }
     }
 
-    /// Stops a [`Store::fill_phone_filter`] or [`Store::fill_id_filter`] under
-    /// way (the store is closing).
+    /// What a saved key filter must agree with: the applied watermark, which
+    /// every commit that opens a request and every load moves, and the packed
+    /// one, which every packing pass moves.
+    fn key_filter_stamp(&self) -> Result<[u8; 16]> {
+        let mut stamp = [0u8; 16];
+        stamp[..8].copy_from_slice(&self.applied_through()?.to_be_bytes());
+        let packed = self.ids_packed_through.load(Ordering::SeqCst);
+        stamp[8..].copy_from_slice(&packed.to_be_bytes());
+        Ok(stamp)
+    }
+
+    /// Saves every filled key filter in `meta` for the next opening, stamped
+    /// with the watermarks ([`Store::key_filter_stamp`]); returns which it
+    /// saved. For a clean stop or the end of a load, once nothing writes: the
+    /// filters then hold every key of their trees, and anything that writes
+    /// those trees later either takes the saved filters first (a start) or
+    /// moves a watermark (a load, or a release that knows no saved filters).
+    pub fn save_key_filters(&self) -> Result<Vec<Filter>> {
+        let stamp = self.key_filter_stamp()?;
+        let mut saved = Vec::new();
+        for which in Filter::ALL {
+            let filter = self.key_filter(which);
+            if filter.is_filled() {
+                let value = [&[KEY_FILTER_FORMAT][..], &stamp, &filter.to_bytes()].concat();
+                self.trees.meta.insert(which.meta_key(), value)?;
+                saved.push(which);
+            }
+        }
+        self.flush()?;
+        Ok(saved)
+    }
+
+    /// Reads back the key filters [`Store::save_key_filters`] saved, when
+    /// nothing was applied since; returns which it read. Every saved filter is
+    /// taken, read or not, before this returns, so that a crash after this
+    /// start fills them from their trees again. For the start of a writer, before
+    /// it writes.
+    pub fn take_saved_key_filters(&self) -> Result<Vec<Filter>> {
+        let stamp = self.key_filter_stamp()?;
+        let mut taken = false;
+        let mut read = Vec::new();
+        for which in Filter::ALL {
+            let Some(value) = self.trees.meta.remove(which.meta_key())? else {
+                continue;
+            };
+            taken = true;
+            let saved = value
+                .split_first()
+                .filter(|(format, _)| **format == KEY_FILTER_FORMAT)
+                .and_then(|(_, rest)| rest.strip_prefix(&stamp[..]));
+            if saved.is_some_and(|bytes| self.key_filter(which).fill_from_bytes(bytes)) {
+                read.push(which);
+            }
+        }
+        if taken {
+            self.flush()?;
+        }
+        Ok(read)
+    }
+
+    /// Stops a [`Store::fill_filter`] under way (the store is closing).
     pub fn abandon_filters(&self) {
         self.phone_filter.abandon();
         self.id_filter.abandon();
@@ -2389,7 +2497,7 @@ mod tests {
         };
         // Not filled yet: every lookup reads its bucket.
         assert_eq!(duplicates(&["a"]), [0]);
-        assert!(store.fill_id_filter().unwrap());
+        assert!(store.fill_filter(Filter::Ids).unwrap());
         // Read into the filter from the buckets.
         assert_eq!(duplicates(&["b", "c"]), [0]);
         assert_eq!(store.append_sms_reply("in-1", None).unwrap(), None);
@@ -2398,6 +2506,76 @@ mod tests {
         assert_eq!(duplicates(&["c", "d"]), [0]);
         assert!(store.append_sms_reply("in-2", None).unwrap().is_some());
         assert_eq!(store.append_sms_reply("in-2", None).unwrap(), None);
+    }
+
+    #[test]
+    fn saved_key_filters_are_read_back_by_the_next_opening_only() {
+        let directory = tempfile::tempdir().unwrap();
+        let (asked, other) = (phone("+77011234567"), phone("+77019876543"));
+        let duplicates = |store: &Store, ids: &[&str]| {
+            store
+                .append_feed("payments", ids.iter().map(|id| feed(id)).collect())
+                .unwrap()
+                .duplicates
+        };
+        {
+            let store = with_a_and_b_packed(directory.path());
+            let commit = FamilyCommit {
+                requests_opened: vec![(asked.clone(), request("fam-1", 1234))],
+                ..FamilyCommit::default()
+            };
+            store
+                .commit_families(&[commit], Counted::default())
+                .unwrap();
+            assert_eq!(store.save_key_filters().unwrap(), [], "neither is filled");
+            assert!(Filter::ALL
+                .iter()
+                .all(|which| store.fill_filter(*which).unwrap()));
+            assert_eq!(store.save_key_filters().unwrap(), Filter::ALL);
+        }
+        {
+            let store = Store::open(directory.path()).unwrap();
+            assert_eq!(store.take_saved_key_filters().unwrap(), Filter::ALL);
+            assert!(Filter::ALL.iter().all(|which| store.filter_filled(*which)));
+            // What the trees hold is found through the filters read back.
+            assert_eq!(
+                store.open_requests(&asked).unwrap(),
+                [request("fam-1", 1234)]
+            );
+            assert_eq!(store.open_requests(&other).unwrap(), []);
+            assert_eq!(duplicates(&store, &["a", "c", "b"]), [0, 2]);
+            store.pack_feed_ids(100).unwrap();
+            assert_eq!(duplicates(&store, &["c"]), [0]);
+        }
+        {
+            // Taken by the opening before: a crash after it fills from the trees.
+            let store = Store::open(directory.path()).unwrap();
+            assert_eq!(store.take_saved_key_filters().unwrap(), []);
+            assert!(!store.filter_filled(Filter::Phones) && !store.filter_filled(Filter::Ids));
+            assert!(store.fill_filter(Filter::Phones).unwrap());
+            assert_eq!(store.save_key_filters().unwrap(), [Filter::Phones]);
+            // A load moves the applied watermark: what it wrote is in no saved filter.
+            store.reserve_seqs(1);
+            store.set_applied_through(store.last_seq()).unwrap();
+        }
+        {
+            let store = Store::open(directory.path()).unwrap();
+            assert_eq!(store.take_saved_key_filters().unwrap(), []);
+            assert!(!store.filter_filled(Filter::Phones));
+            assert!(Filter::ALL
+                .iter()
+                .all(|which| store.fill_filter(*which).unwrap()));
+            assert_eq!(store.save_key_filters().unwrap(), Filter::ALL);
+            // A packing pass by something that did not take them (a release
+            // before saved filters) writes ids the saved id filter lacks.
+            assert!(duplicates(&store, &["z"]).is_empty());
+            store.pack_feed_ids(100).unwrap();
+        }
+        let store = Store::open(directory.path()).unwrap();
+        assert_eq!(store.take_saved_key_filters().unwrap(), []);
+        assert_eq!(duplicates(&store, &["z"]), [0]);
+        let saved = store.trees.meta.scan_prefix(META_KEY_FILTER_PREFIX);
+        assert_eq!(saved.count(), 0, "taken, read or not");
     }
 
     #[test]
@@ -3321,7 +3499,7 @@ mod tests {
             store.open_requests(&before).unwrap(),
             [request("fam-1", 1234)]
         );
-        assert!(store.fill_phone_filter().unwrap());
+        assert!(store.fill_filter(Filter::Phones).unwrap());
         // Read into the filter from the tree.
         assert_eq!(
             store.open_requests(&before).unwrap(),
