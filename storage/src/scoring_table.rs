@@ -16,7 +16,12 @@
 //! entries one after the other in one buffer (`live:u8 id_len:u8 len:varint id
 //! compact`) and an index from id to entry; a family that changes is written
 //! anew at the end and its old entry marked dead, and a shard whose buffer is
-//! more than an eighth dead is packed again. A scan walks each shard's buffer in order under
+//! more than an eighth dead is packed again. A shard's buffer keeps room for
+//! that eighth beyond its live entries, and a full buffer with dead entries is
+//! packed rather than grown: a buffer grown by doubling copies the whole shard
+//! into a new one twice its size, and the first re-score after a start made
+//! every shard do that at once (280 MiB more at 6 million families, which
+//! stayed for most of the re-score). A scan walks each shard's buffer in order under
 //! its read lock, so a commit to that shard waits for at most one shard's scan
 //! (about 23,000 families at a national population: about 30 ms).
 
@@ -40,6 +45,16 @@ const PACK_MIN_DEAD: usize = 4 * 1024;
 /// (about 130 MB at 6 million families) until the next start; packing a shard
 /// copies about 3 MB at that population.
 const PACK_DEAD_SHARE: usize = 8;
+
+/// The most bytes an entry takes besides its id and compact form: the live
+/// flag, the id's length and the form's length as a varint.
+const ENTRY_HEAD_MAX: usize = 2 + 10;
+
+/// The buffer a shard with `live` bytes of live entries keeps: room for the
+/// dead entries it may hold before it is packed again.
+fn with_room(live: usize) -> usize {
+    live + live / PACK_DEAD_SHARE + PACK_MIN_DEAD
+}
 
 fn hash(id: &[u8]) -> u64 {
     let hash = id.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
@@ -112,6 +127,10 @@ impl Shard {
     }
 
     fn insert(&mut self, hash: u64, id: &[u8], compact: &[u8], replace: bool) {
+        let room = self.entries.capacity() - self.entries.len();
+        if room < ENTRY_HEAD_MAX + id.len() + compact.len() && self.dead > 0 {
+            self.pack();
+        }
         if let Some(old) = self.find(hash, id) {
             if !replace {
                 return;
@@ -140,10 +159,11 @@ impl Shard {
         }
     }
 
-    /// Copies the live entries into a new buffer and indexes them again.
+    /// Copies the live entries into a new buffer, with room
+    /// ([`with_room`]), and indexes them again.
     fn pack(&mut self) {
         let old = std::mem::take(&mut self.entries);
-        self.entries.reserve(old.len() - self.dead);
+        self.entries.reserve_exact(with_room(old.len() - self.dead));
         self.index.clear();
         self.dead = 0;
         let mut offset = 0;
@@ -213,13 +233,20 @@ impl ScoringTable {
     }
 
     /// Marks the table as holding every projection the store had when it
-    /// was enabled, and gives back what its buffers hold beyond their entries:
-    /// after a build, growing by doubling leaves up to half of them unused.
+    /// was enabled, and leaves each buffer with the room it keeps
+    /// ([`with_room`]): after a build, growing by doubling leaves up to half of
+    /// them unused, and a buffer with no room would double at the next write.
+    /// Room never written takes no memory of the process's.
     pub fn set_built(&self) {
         for shard in &self.shards {
             let mut shard = shard.write().unwrap_or_else(|e| e.into_inner());
             let shard = &mut *shard;
-            shard.entries.shrink_to_fit();
+            let wanted = with_room(shard.entries.len() - shard.dead);
+            if shard.entries.capacity() > wanted {
+                shard.entries.shrink_to(wanted);
+            } else {
+                shard.entries.reserve_exact(wanted - shard.entries.len());
+            }
             let entries = &shard.entries;
             shard
                 .index
@@ -281,13 +308,14 @@ impl ScoringTable {
         Ok(entries.len() as u64)
     }
 
-    /// Families in the table, and the bytes its buffers hold.
+    /// Families in the table, and the bytes its entries (dead ones too) and
+    /// index take; the room a buffer keeps beyond its entries is not counted.
     pub fn size(&self) -> (u64, u64) {
         self.shards.iter().fold((0, 0), |(families, bytes), shard| {
             let shard = shard.read().unwrap_or_else(|e| e.into_inner());
             (
                 families + shard.index.len() as u64,
-                bytes + (shard.entries.capacity() + shard.index.capacity() * 5) as u64,
+                bytes + (shard.entries.len() + shard.index.capacity() * 5) as u64,
             )
         })
     }
@@ -342,7 +370,7 @@ impl ScoringTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::FamilyId;
+    use crate::ids::{FamilyId, Iin};
     use std::collections::BTreeMap;
 
     fn family(id: &str, social_contract: bool) -> FamilyRecord {
@@ -460,6 +488,54 @@ mod tests {
             shard.entries.len()
         );
         assert_eq!(shard.index.len(), families);
+    }
+
+    /// A re-score after a start rewrites a share of every shard, here three
+    /// quarters of it with forms longer by half (a member more): each buffer takes the new entries
+    /// in the room it keeps, or is packed, and is never copied into one twice
+    /// its size.
+    #[test]
+    fn a_rewritten_share_after_a_build_stays_within_the_room_kept() {
+        let table = ScoringTable::default();
+        let families = 200_000;
+        let bytes = |n: usize, social: bool| {
+            let mut record = family(&format!("f{n}"), social);
+            if social {
+                let facts = crate::record::CitizenFacts::new(Iin::from_number(0).unwrap());
+                let role = crate::record::Role::Head;
+                record.members.push(crate::record::Member { role, facts });
+            }
+            compact(&record)
+        };
+        for n in 0..families {
+            let id = format!("f{n}");
+            table.put_if_absent(id.as_bytes(), &bytes(n, false));
+        }
+        table.set_built();
+        let capacity = |table: &ScoringTable| -> Vec<(usize, usize)> {
+            (table.shards.iter())
+                .map(|shard| {
+                    let shard = shard.read().unwrap();
+                    (shard.entries.len() - shard.dead, shard.entries.capacity())
+                })
+                .collect()
+        };
+        for (live, capacity) in capacity(&table) {
+            assert_eq!(capacity, with_room(live));
+        }
+        for n in (0..families).filter(|n| n % 4 != 0) {
+            let id = format!("f{n}");
+            table.put(id.as_bytes(), &bytes(n, true));
+            let shard = table.shards[shard_of(hash(id.as_bytes()))].read().unwrap();
+            let (live, capacity) = (shard.entries.len() - shard.dead, shard.entries.capacity());
+            assert!(
+                capacity <= with_room(live),
+                "{capacity} for {live} after {id}"
+            );
+        }
+        let seen = seen(&table, 2);
+        assert_eq!(seen.len(), families);
+        assert!((0..families).all(|n| seen[&format!("f{n}")] == (n % 4 != 0)));
     }
 
     #[test]
