@@ -15,7 +15,9 @@
 //! reads and about 40 s after a start with a cold page cache, beside the
 //! feeds. So a clean stop saves the filled filters ([`KeyFilter::to_bytes`])
 //! and the next start reads them back ([`KeyFilter::fill_from_bytes`]); see
-//! [`crate::Store::take_saved_key_filters`].
+//! [`crate::Store::take_saved_key_filters`]. The phones' filter is saved only
+//! while it is not crowded ([`KeyFilter::is_crowded`]): closed requests stay
+//! marked, and only a fill from the tree forgets them.
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -83,6 +85,26 @@ impl KeyFilter {
     /// does it answer "none".
     pub fn is_filled(&self) -> bool {
         self.filled.load(Ordering::Acquire)
+    }
+
+    /// Whether more than a quarter of the bits are set, when one "maybe" in
+    /// sixteen or more is a needless read (two probes). Keys removed from the
+    /// tree stay marked, so a filter of the phones with an open request fills
+    /// up over the months; filled from its tree instead, it holds only the
+    /// phones that still have one.
+    pub fn is_crowded(&self) -> bool {
+        let set: u64 = (self.words.iter())
+            .map(|word| u64::from(word.load(Ordering::Acquire).count_ones()))
+            .sum();
+        set * 4 > 1 << BITS_LOG2
+    }
+
+    /// Sets a third of the bits, for tests of what a crowded filter does.
+    #[cfg(test)]
+    pub(crate) fn crowd(&self) {
+        for word in &self.words[..WORDS / 3] {
+            word.store(u64::MAX, Ordering::Release);
+        }
     }
 
     /// The filter's bits, to be read back by [`KeyFilter::fill_from_bytes`]:
@@ -168,6 +190,20 @@ mod tests {
         assert!(!other.fill_from_bytes(&[&[BITS_LOG2 as u8 + 1], &bytes[1..]].concat()));
         assert!(!other.fill_from_bytes(&[]));
         assert!(!other.is_filled() && other.may_have(&phone(20_000)));
+    }
+
+    #[test]
+    fn a_filter_with_more_than_a_quarter_of_its_bits_set_is_crowded() {
+        let filter = KeyFilter::default();
+        assert!(!filter.is_crowded());
+        let quarter = WORDS / 4;
+        for word in &filter.words[..quarter] {
+            word.store(u64::MAX, Ordering::Release);
+        }
+        assert!(!filter.is_crowded(), "exactly a quarter");
+        filter.mark(b"one more");
+        filter.mark(b"and another");
+        assert!(filter.is_crowded());
     }
 
     #[test]

@@ -1745,7 +1745,8 @@ impl Store {
 
     /// Saves every filled key filter in `meta` for the next opening, stamped
     /// with the watermarks ([`Store::key_filter_stamp`]); returns which it
-    /// saved. For a clean stop or the end of a load, once nothing writes: the
+    /// saved (not the phones' filter once it is crowded,
+    /// [`KeyFilter::is_crowded`]). For a clean stop or the end of a load, once nothing writes: the
     /// filters then hold every key of their trees, and anything that writes
     /// those trees later either takes the saved filters first (a start) or
     /// moves a watermark (a load, or a release that knows no saved filters).
@@ -1754,7 +1755,10 @@ impl Store {
         let mut saved = Vec::new();
         for which in Filter::ALL {
             let filter = self.key_filter(which);
-            if filter.is_filled() {
+            // Phones leave the tree as their requests close, and a crowded
+            // filter is better filled from the tree again. Ids never leave.
+            let crowded = which == Filter::Phones && filter.is_crowded();
+            if filter.is_filled() && !crowded {
                 let value = [&[KEY_FILTER_FORMAT][..], &stamp, &filter.to_bytes()].concat();
                 self.trees.meta.insert(which.meta_key(), value)?;
                 saved.push(which);
@@ -2574,8 +2578,15 @@ mod tests {
         let store = Store::open(directory.path()).unwrap();
         assert_eq!(store.take_saved_key_filters().unwrap(), []);
         assert_eq!(duplicates(&store, &["z"]), [0]);
-        let saved = store.trees.meta.scan_prefix(META_KEY_FILTER_PREFIX);
-        assert_eq!(saved.count(), 0, "taken, read or not");
+        let saved = |store: &Store| store.trees.meta.scan_prefix(META_KEY_FILTER_PREFIX).count();
+        assert_eq!(saved(&store), 0, "taken, read or not");
+        // A crowded phones' filter is left to be filled from the tree.
+        assert!(Filter::ALL
+            .iter()
+            .all(|which| store.fill_filter(*which).unwrap()));
+        store.phone_filter.crowd();
+        assert_eq!(store.save_key_filters().unwrap(), [Filter::Ids]);
+        assert_eq!(saved(&store), 1);
     }
 
     #[test]
