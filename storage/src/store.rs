@@ -1745,11 +1745,12 @@ impl Store {
 
     /// Saves every filled key filter in `meta` for the next opening, stamped
     /// with the watermarks ([`Store::key_filter_stamp`]); returns which it
-    /// saved (not the phones' filter once it is crowded,
-    /// [`KeyFilter::is_crowded`]). For a clean stop or the end of a load, once nothing writes: the
-    /// filters then hold every key of their trees, and anything that writes
-    /// those trees later either takes the saved filters first (a start) or
-    /// moves a watermark (a load, or a release that knows no saved filters).
+    /// saved. The phones' filter is not saved once it is crowded
+    /// ([`KeyFilter::is_crowded`]). For a clean stop or the end of a load,
+    /// once nothing writes: the filters then hold every key of their trees,
+    /// and anything that writes those trees later either takes the saved
+    /// filters first (a start) or moves a watermark (a load, or a release
+    /// that knows no saved filters).
     pub fn save_key_filters(&self) -> Result<Vec<Filter>> {
         let stamp = self.key_filter_stamp()?;
         let mut saved = Vec::new();
