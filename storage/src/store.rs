@@ -1694,11 +1694,6 @@ impl Store {
         }
     }
 
-    /// Whether `which` has read its tree, or a saved copy, since opening.
-    pub fn filter_filled(&self, which: Filter) -> bool {
-        self.key_filter(which).is_filled()
-    }
-
     /// Reads `which`'s tree into it, after which a lookup of a key it never
     /// marked reads nothing ([`crate::key_filter`]): with [`Filter::Phones`],
     /// [`Store::open_requests`] skips the tree for a phone with none; with
@@ -2541,7 +2536,9 @@ mod tests {
         {
             let store = Store::open(directory.path()).unwrap();
             assert_eq!(store.take_saved_key_filters().unwrap(), Filter::ALL);
-            assert!(Filter::ALL.iter().all(|which| store.filter_filled(*which)));
+            assert!(Filter::ALL
+                .iter()
+                .all(|which| store.key_filter(*which).is_filled()));
             // What the trees hold is found through the filters read back.
             assert_eq!(
                 store.open_requests(&asked).unwrap(),
@@ -2556,7 +2553,10 @@ mod tests {
             // Taken by the opening before: a crash after it fills from the trees.
             let store = Store::open(directory.path()).unwrap();
             assert_eq!(store.take_saved_key_filters().unwrap(), []);
-            assert!(!store.filter_filled(Filter::Phones) && !store.filter_filled(Filter::Ids));
+            assert!(
+                !store.key_filter(Filter::Phones).is_filled()
+                    && !store.key_filter(Filter::Ids).is_filled()
+            );
             assert!(store.fill_filter(Filter::Phones).unwrap());
             assert_eq!(store.save_key_filters().unwrap(), [Filter::Phones]);
             // A load moves the applied watermark: what it wrote is in no saved filter.
@@ -2566,7 +2566,7 @@ mod tests {
         {
             let store = Store::open(directory.path()).unwrap();
             assert_eq!(store.take_saved_key_filters().unwrap(), []);
-            assert!(!store.filter_filled(Filter::Phones));
+            assert!(!store.key_filter(Filter::Phones).is_filled());
             assert!(Filter::ALL
                 .iter()
                 .all(|which| store.fill_filter(*which).unwrap()));
