@@ -30,7 +30,12 @@
 //!   in between is repaired by replay: a family record keeps the sequence number
 //!   it has applied, side-table writes are keyed so that writing them again is
 //!   writing them once, and a batch whose counters were already written is
-//!   replayed with counting off ([`Store::counted_through`]).
+//!   replayed with counting off ([`Store::counted_through`]). Each step's writes
+//!   go on several threads (each side table on one, the records on up to
+//!   `FAMILY_WRITE_THREADS`: at a national size an insert mostly waits on the
+//!   disk for the tree's node), and a step ends before the next begins. So what
+//!   sled recovers after a crash may hold any part of one step, which replay
+//!   writes again, and nothing of a later one.
 //!
 //! This relies on sled recovering a prefix of the writes made before a crash, in
 //! the order they were made (its log is sequential and recovery stops at the first
@@ -447,8 +452,8 @@ impl<'c> Writes<'c> {
         writes
     }
 
-    /// The side tables paired with their sled trees.
-    fn side_tables<'a>(&'a self, trees: &'a Trees) -> [(&'a sled::Tree, &'a KeyWrites); 6] {
+    /// The side tables this group writes, paired with their sled trees.
+    fn side_tables<'a>(&'a self, trees: &'a Trees) -> Vec<(&'a sled::Tree, &'a KeyWrites)> {
         [
             (&trees.orphans, &self.orphans),
             (&trees.sms_outbox, &self.sms),
@@ -457,44 +462,64 @@ impl<'c> Writes<'c> {
             (&trees.phone_requests, &self.requests),
             (&trees.monthly, &self.monthly),
         ]
+        .into_iter()
+        .filter(|(_, writes)| !writes.is_empty())
+        .collect()
     }
 
     /// Writes every value that is set (additions go before the records).
+    /// Each tree on a thread of its own: an insert mostly waits on reading
+    /// the tree's node (from the disk at a national size) or on a core, so
+    /// the trees' waits overlap.
     fn put_side_tables(&self, trees: &Trees) -> Result<()> {
-        for (tree, writes) in self.side_tables(trees) {
-            for (key, value) in writes {
+        let tables = self.side_tables(trees);
+        all_on_threads(&tables, tables.len(), |(tree, writes)| {
+            for (key, value) in writes.iter() {
                 if let Some(value) = value {
                     tree.insert(key.as_slice(), value.as_slice())?;
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
-    /// Removes every key whose final write is a removal (after the records).
+    /// Removes every key whose final write is a removal (after the records),
+    /// each tree on a thread of its own.
     fn remove_side_tables(&self, trees: &Trees) -> Result<()> {
-        for (tree, writes) in self.side_tables(trees) {
-            for (key, value) in writes {
+        let tables = self.side_tables(trees);
+        all_on_threads(&tables, tables.len(), |(tree, writes)| {
+            for (key, value) in writes.iter() {
                 if value.is_none() {
                     tree.remove(key.as_slice())?;
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Writes each family's record, then puts its compact scoring form into the
-    /// scoring table.
+    /// scoring table; a large batch on [`FAMILY_WRITE_THREADS`] threads.
     fn put_families(&self, trees: &Trees, table: Option<&ScoringTable>) -> Result<()> {
-        for (key, family) in &self.families {
+        let families: Vec<(&[u8], &EncodedFamily)> = self
+            .families
+            .iter()
+            .map(|(key, family)| (*key, *family))
+            .collect();
+        let threads = (families.len() / FAMILY_WRITES_PER_THREAD_MIN).min(FAMILY_WRITE_THREADS);
+        all_on_threads(&families, threads, |(key, family)| {
             trees.families.insert(*key, family.record.as_slice())?;
             if let Some(table) = table {
                 table.put(key, &family.compact);
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
+
+/// Threads a batch's family records are written on at most, and the records
+/// each of them takes at least.
+const FAMILY_WRITE_THREADS: usize = 4;
+const FAMILY_WRITES_PER_THREAD_MIN: usize = 64;
 
 #[derive(Clone)]
 struct Trees {
@@ -760,6 +785,13 @@ fn decode_in<T: serde::de::DeserializeOwned>(
     decode(bytes).map_err(|e| corrupt(tree, key, e))
 }
 
+/// Whether sled could not take a store's file lock. sled 0.34 wraps the
+/// lock's `WouldBlock` in an error of kind `Other` with this message.
+fn is_held_lock(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::WouldBlock
+        || error.to_string().starts_with("could not acquire lock")
+}
+
 impl Store {
     /// Opens (or creates) the store at `path`.
     ///
@@ -783,8 +815,7 @@ impl Store {
                 .open();
             match opened {
                 Err(sled::Error::Io(error))
-                    if error.kind() == std::io::ErrorKind::WouldBlock
-                        && std::time::Instant::now() < deadline =>
+                    if is_held_lock(&error) && std::time::Instant::now() < deadline =>
                 {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
@@ -2101,6 +2132,21 @@ fn on_threads<T: Sync, R: Send>(
     })
 }
 
+/// `work` on each of `items`, split over up to `threads` scoped threads (on
+/// this one when that is one or none); one of the errors, once every item
+/// was tried. A panic in `work` goes on here.
+fn all_on_threads<T: Sync>(
+    items: &[T],
+    threads: usize,
+    work: impl Fn(&T) -> Result<()> + Sync,
+) -> Result<()> {
+    if threads <= 1 {
+        return items.iter().try_for_each(work);
+    }
+    let failed = on_threads(items, threads, |item| work(item).err());
+    failed.into_iter().next().map_or(Ok(()), Err)
+}
+
 fn bucket_corrupt(key: [u8; 4], error: citizen_index::BucketError) -> StoreError {
     StoreError::Corrupt {
         tree: "citizen_buckets",
@@ -2946,6 +2992,19 @@ mod tests {
     }
 
     #[test]
+    fn a_store_is_opened_once_its_lock_is_released() {
+        let directory = tempfile::tempdir().unwrap();
+        let held = Store::open(directory.path()).unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        let store = Store::open(directory.path());
+        releaser.join().unwrap();
+        assert!(store.is_ok(), "{:?}", store.err());
+    }
+
+    #[test]
     fn a_log_written_one_entry_per_key_is_read_after_an_upgrade() {
         let directory = tempfile::tempdir().unwrap();
         {
@@ -3353,6 +3412,72 @@ mod tests {
         assert_eq!(store.sms_outbox().unwrap().len(), 1);
         store.remove_sms("fam-1-large_family-1-offer-1").unwrap();
         assert_eq!(store.sms_outbox().unwrap(), []);
+    }
+
+    /// A batch large enough to be written on several threads (each side
+    /// table on one, the records on several) writes and removes every key.
+    #[test]
+    fn a_large_batch_is_written_whole() {
+        let store = Store::open_temporary().unwrap();
+        let table = store.enable_scoring_table();
+        let families: Vec<String> = (0..1_000).map(|n| format!("fam-{n:04}")).collect();
+        let phone = |n: usize| phone(&format!("+7701{n:07}"));
+        let opened: Vec<FamilyCommit> = families
+            .iter()
+            .enumerate()
+            .map(|(n, family)| FamilyCommit {
+                record: Some(EncodedFamily::of(&record(family))),
+                sms: vec![sms(&format!("{family}-large_family-1-offer-1"))],
+                timers_put: vec![
+                    timer(family, 10, TimerKind::Reminder),
+                    timer(family, 11, TimerKind::Expiry),
+                ],
+                requests_opened: vec![(phone(n), request(family, 4321))],
+                monthly: Some(true),
+                ..FamilyCommit::default()
+            })
+            .collect();
+        assert!(
+            families.len() / FAMILY_WRITES_PER_THREAD_MIN >= FAMILY_WRITE_THREADS,
+            "the records take every thread"
+        );
+        store.commit_families(&opened, counted(1, true)).unwrap();
+        assert_eq!(store.family_count(), 1_000);
+        assert_eq!(store.sms_outbox().unwrap().len(), 1_000);
+        assert_eq!(store.timer_count(), 2_000);
+        assert_eq!(store.monthly_families().count(), 1_000);
+        assert_eq!(table.size().0, 1_000);
+        for (n, family) in families.iter().enumerate() {
+            assert_eq!(
+                store.family(&family_id(family)).unwrap(),
+                Some(record(family))
+            );
+            assert_eq!(
+                store.open_requests(&phone(n)).unwrap(),
+                [request(family, 4321)]
+            );
+        }
+
+        let closed: Vec<FamilyCommit> = families
+            .iter()
+            .enumerate()
+            .map(|(n, family)| FamilyCommit {
+                record: Some(EncodedFamily::of(&record(family))),
+                timers_removed: vec![
+                    timer(family, 10, TimerKind::Reminder),
+                    timer(family, 11, TimerKind::Expiry),
+                ],
+                requests_closed: vec![(phone(n), request(family, 4321))],
+                monthly: Some(false),
+                ..FamilyCommit::default()
+            })
+            .collect();
+        store.commit_families(&closed, counted(2, true)).unwrap();
+        assert_eq!(store.timer_count(), 0);
+        assert_eq!(store.monthly_families().count(), 0);
+        for n in 0..families.len() {
+            assert_eq!(store.open_requests(&phone(n)).unwrap(), []);
+        }
     }
 
     #[test]
