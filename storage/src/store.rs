@@ -473,7 +473,7 @@ impl<'c> Writes<'c> {
     /// the trees' waits overlap.
     fn put_side_tables(&self, trees: &Trees) -> Result<()> {
         let tables = self.side_tables(trees);
-        all_on_threads(&tables, tables.len(), |(tree, writes)| {
+        all_on_threads(&tables, side_table_threads(&tables), |(tree, writes)| {
             for (key, value) in writes.iter() {
                 if let Some(value) = value {
                     tree.insert(key.as_slice(), value.as_slice())?;
@@ -487,7 +487,7 @@ impl<'c> Writes<'c> {
     /// each tree on a thread of its own.
     fn remove_side_tables(&self, trees: &Trees) -> Result<()> {
         let tables = self.side_tables(trees);
-        all_on_threads(&tables, tables.len(), |(tree, writes)| {
+        all_on_threads(&tables, side_table_threads(&tables), |(tree, writes)| {
             for (key, value) in writes.iter() {
                 if value.is_none() {
                     tree.remove(key.as_slice())?;
@@ -520,6 +520,18 @@ impl<'c> Writes<'c> {
 /// each of them takes at least.
 const FAMILY_WRITE_THREADS: usize = 4;
 const FAMILY_WRITES_PER_THREAD_MIN: usize = 64;
+
+/// One thread per side table for a batch that writes at least
+/// [`FAMILY_WRITES_PER_THREAD_MIN`] keys to them, else this one: a few
+/// writes cost less than starting threads.
+fn side_table_threads(tables: &[(&sled::Tree, &KeyWrites)]) -> usize {
+    let keys: usize = tables.iter().map(|(_, writes)| writes.len()).sum();
+    if keys >= FAMILY_WRITES_PER_THREAD_MIN {
+        tables.len()
+    } else {
+        1
+    }
+}
 
 #[derive(Clone)]
 struct Trees {
