@@ -467,10 +467,10 @@ impl<'c> Writes<'c> {
         .collect()
     }
 
-    /// Writes every value that is set (additions go before the records).
-    /// Each tree on a thread of its own: an insert mostly waits on reading
-    /// the tree's node (from the disk at a national size) or on a core, so
-    /// the trees' waits overlap.
+    /// Writes every value that is set (additions go before the records), in a
+    /// large batch each tree on a thread of its own ([`side_table_threads`]):
+    /// an insert mostly waits on reading the tree's node (from the disk at a
+    /// national size) or on a core, so the trees' waits overlap.
     fn put_side_tables(&self, trees: &Trees) -> Result<()> {
         let tables = self.side_tables(trees);
         all_on_threads(&tables, side_table_threads(&tables), |(tree, writes)| {
@@ -484,7 +484,7 @@ impl<'c> Writes<'c> {
     }
 
     /// Removes every key whose final write is a removal (after the records),
-    /// each tree on a thread of its own.
+    /// as [`Writes::put_side_tables`] writes.
     fn remove_side_tables(&self, trees: &Trees) -> Result<()> {
         let tables = self.side_tables(trees);
         all_on_threads(&tables, side_table_threads(&tables), |(tree, writes)| {
@@ -498,14 +498,14 @@ impl<'c> Writes<'c> {
     }
 
     /// Writes each family's record, then puts its compact scoring form into the
-    /// scoring table; a large batch on [`FAMILY_WRITE_THREADS`] threads.
+    /// scoring table; a large batch on up to [`FAMILY_WRITE_THREADS`] threads.
     fn put_families(&self, trees: &Trees, table: Option<&ScoringTable>) -> Result<()> {
         let families: Vec<(&[u8], &EncodedFamily)> = self
             .families
             .iter()
             .map(|(key, family)| (*key, *family))
             .collect();
-        let threads = (families.len() / FAMILY_WRITES_PER_THREAD_MIN).min(FAMILY_WRITE_THREADS);
+        let threads = (families.len() / WRITES_PER_THREAD_MIN).min(FAMILY_WRITE_THREADS);
         all_on_threads(&families, threads, |(key, family)| {
             trees.families.insert(*key, family.record.as_slice())?;
             if let Some(table) = table {
@@ -516,17 +516,17 @@ impl<'c> Writes<'c> {
     }
 }
 
-/// Threads a batch's family records are written on at most, and the records
-/// each of them takes at least.
+/// Threads a batch's family records are written on at most.
 const FAMILY_WRITE_THREADS: usize = 4;
-const FAMILY_WRITES_PER_THREAD_MIN: usize = 64;
+
+/// Writes a commit's thread takes at least: fewer cost less than starting it.
+const WRITES_PER_THREAD_MIN: usize = 64;
 
 /// One thread per side table for a batch that writes at least
-/// [`FAMILY_WRITES_PER_THREAD_MIN`] keys to them, else this one: a few
-/// writes cost less than starting threads.
+/// [`WRITES_PER_THREAD_MIN`] keys to them, else the commit's own.
 fn side_table_threads(tables: &[(&sled::Tree, &KeyWrites)]) -> usize {
     let keys: usize = tables.iter().map(|(_, writes)| writes.len()).sum();
-    if keys >= FAMILY_WRITES_PER_THREAD_MIN {
+    if keys >= WRITES_PER_THREAD_MIN {
         tables.len()
     } else {
         1
@@ -3450,7 +3450,7 @@ mod tests {
             })
             .collect();
         assert!(
-            families.len() / FAMILY_WRITES_PER_THREAD_MIN >= FAMILY_WRITE_THREADS,
+            families.len() / WRITES_PER_THREAD_MIN >= FAMILY_WRITE_THREADS,
             "the records take every thread"
         );
         store.commit_families(&opened, counted(1, true)).unwrap();
