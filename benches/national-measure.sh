@@ -77,18 +77,7 @@ wait_applied() {
 
 # An SMS gateway that takes every message (202): offers decided during the load
 # wait in the outbox, and a gateway that is down holds the dispatcher back.
-python3 -c '
-import http.server
-class Sink(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as a real gateway: no connection per SMS
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(202); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"{}")
-    def log_message(self, *args): pass
-class Server(http.server.ThreadingHTTPServer):
-    def handle_error(self, request, address): pass  # dfm closing its connections at a stop
-Server(("127.0.0.1", 9001), Sink).serve_forever()
-' &
+python3 "$here/sms-sink.py" &
 sink=$!
 trap 'kill $sink 2>/dev/null || true' EXIT
 

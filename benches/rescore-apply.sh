@@ -10,19 +10,9 @@
 #   and the store it names; `national-measure.sh` writes such a serve.toml.
 set -u
 dir=$1; dfm=$2; n=$3
+here=$(cd "$(dirname "$0")" && pwd)
 cd "$dir"
-python3 -c '
-import http.server
-class Sink(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as a real gateway
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(202); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"{}")
-    def log_message(self, *args): pass
-class Server(http.server.ThreadingHTTPServer):
-    def handle_error(self, request, address): pass  # dfm closing its connections at a stop
-Server(("127.0.0.1", 9001), Sink).serve_forever()
-' 2>/dev/null &
+python3 "$here/sms-sink.py" &
 sink=$!
 rm -f rescore.out
 RUST_LOG=warn "$dfm" serve --config serve.toml > rescore.out 2>> rescore.err &
@@ -39,11 +29,13 @@ changed = re.sub(r'min_children = \d+', 'min_children = ' + sys.argv[2], block.g
 open(path, "w").write(text.replace(block.group(0), changed))
 PY
 sync; echo 1 > /proc/sys/vm/drop_caches
+ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+c0=$(ticks)
 t0=$(date +%s.%N)
 curl -s -m 1800 -X POST -H "Authorization: Bearer alice-secret" "$admin/v1/rules/reload"; echo
 echo "scan $(echo "$(date +%s.%N) - $t0" | bc) s"
 sleep 1
 until curl -s -m 60 -H "Authorization: Bearer alice-secret" "$admin/metrics" | grep -q '^dfm_log_backlog 0$'; do sleep 1; done
-echo "all applied $(echo "$(date +%s.%N) - $t0" | bc) s after the request; RSS $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$pid/status), peak $(awk '/VmHWM/ {print $2/1024 " MB"}' /proc/$pid/status)"
+echo "all applied $(echo "$(date +%s.%N) - $t0" | bc) s after the request, the service's CPU $(( ($(ticks) - c0) / 100 )) s; RSS $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$pid/status), peak $(awk '/VmHWM/ {print $2/1024 " MB"}' /proc/$pid/status)"
 kill -TERM "$pid"; wait "$pid"
 kill "$sink"
