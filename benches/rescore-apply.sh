@@ -12,13 +12,7 @@ set -u
 dir=$1; dfm=$2; n=$3
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$dir"
-python3 "$here/sms-sink.py" &
-sink=$!
-rm -f rescore.out
-RUST_LOG=warn "$dfm" serve --config serve.toml > rescore.out 2>> rescore.err &
-pid=$!
-until grep -q serving rescore.out 2>/dev/null; do sleep 0.1; done
-admin=$(grep -o 'admin=http://[0-9.:]*' rescore.out | cut -d= -f2)
+. "$here/serve-with-sink.sh" rescore
 sleep 10
 python3 - programs.toml "$n" <<'PY'
 import re, sys

@@ -18,13 +18,7 @@ set -u
 dir=$1; dfm=$2; n=$3
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$dir"
-python3 "$here/sms-sink.py" &
-sink=$!
-rm -f whatif.out
-RUST_LOG=warn "$dfm" serve --config serve.toml > whatif.out 2>> whatif.err &
-pid=$!
-until grep -q serving whatif.out 2>/dev/null; do sleep 0.1; done
-admin=$(grep -o 'admin=http://[0-9.:]*' whatif.out | cut -d= -f2)
+. "$here/serve-with-sink.sh" whatif
 metric() { curl -s -m 60 -H "Authorization: Bearer alice-secret" "$admin/metrics" | grep -q "^$1\$"; }
 until metric 'dfm_scoring_table_built 1'; do sleep 0.2; done
 until metric 'dfm_log_backlog 0'; do sleep 1; done
