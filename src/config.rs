@@ -84,6 +84,7 @@ struct RawServer {
     workers: usize,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
 }
 
 fn default_body_bytes_max() -> usize {
@@ -181,6 +182,7 @@ struct RawAgency {
     name: String,
     token: String,
     types: Option<Vec<String>>,
+    client_cert_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -274,6 +276,9 @@ pub struct Agency {
     pub name: String,
     pub token: String,
     pub types: BTreeSet<String>,
+    /// The agency's requests must also come over a connection whose client
+    /// certificate (signed by `server.tls_client_ca`) is for this name.
+    pub client_cert_name: Option<rustls::pki_types::ServerName<'static>>,
 }
 
 /// Who may call the service: what a running `serve` takes again from its
@@ -548,10 +553,28 @@ impl Config {
                     format!("agency {} is not one of the contract's agencies; list the event types it may send", agency.name),
                 ));
             }
+            let client_cert_name = match &agency.client_cert_name {
+                None => None,
+                Some(_) if raw.server.tls_client_ca.is_none() => {
+                    return Err(invalid(
+                        format!("{key}.client_cert_name"),
+                        "needs server.tls_client_ca, the authorities that sign the agencies' certificates",
+                    ))
+                }
+                Some(name) => Some(
+                    rustls::pki_types::ServerName::try_from(name.clone()).map_err(|_| {
+                        invalid(
+                            format!("{key}.client_cert_name"),
+                            format!("{name:?} is not a DNS name or an IP address"),
+                        )
+                    })?,
+                ),
+            };
             agencies.push(Agency {
                 name: agency.name.clone(),
                 token: agency.token.clone(),
                 types,
+                client_cert_name,
             });
         }
         let mut operators = Vec::new();
@@ -618,11 +641,23 @@ impl Config {
             },
             workers: positive("server.workers", raw.server.workers)?,
             tls: match (&raw.server.tls_cert, &raw.server.tls_key) {
+                (None, None) if raw.server.tls_client_ca.is_some() => {
+                    return Err(invalid(
+                        "server.tls_client_ca",
+                        "needs tls_cert and tls_key: client certificates are asked for in a TLS handshake",
+                    ))
+                }
                 (None, None) => None,
-                (Some(cert), Some(key)) => Some(
-                    crate::tls::ServerTls::from_files(&resolve(cert), &resolve(key))
-                        .map_err(|e| invalid("server.tls_cert", e))?,
-                ),
+                (Some(cert), Some(key)) => {
+                    let tls = crate::tls::ServerTls::from_files(&resolve(cert), &resolve(key))
+                        .map_err(|e| invalid("server.tls_cert", e))?;
+                    Some(match &raw.server.tls_client_ca {
+                        Some(authorities) => tls
+                            .with_client_authorities(&resolve(authorities))
+                            .map_err(|e| invalid("server.tls_client_ca", e))?,
+                        None => tls,
+                    })
+                }
                 (Some(_), None) => {
                     return Err(invalid("server.tls_key", "tls_cert is set without it"))
                 }
@@ -725,6 +760,7 @@ year = 2026
                     .into_iter()
                     .map(str::to_owned)
                     .collect(),
+                client_cert_name: None,
             });
         }
         for (name, role, token) in [
@@ -869,6 +905,52 @@ year = 2026
             ("[bank]", "[bank]\nca_cert = \"nowhere.pem\""),
             "bank.ca_cert",
         );
+        // Client certificates: the authorities need the server's own
+        // certificate, must be certificates, and an agency's name needs them.
+        let (section, tls) = server(&format!("tls_client_ca = {:?}", fixture("agencies-ca.pem")));
+        check((section, &tls), "server.tls_client_ca");
+        let with_server = |authorities: &str| {
+            GOOD.replace(
+                "[server]",
+                &format!(
+                    "[server]\ntls_cert = {:?}\ntls_key = {:?}\ntls_client_ca = {:?}",
+                    fixture("server.pem"),
+                    fixture("server.key"),
+                    fixture(authorities)
+                ),
+            )
+        };
+        let refused = |text: &str| {
+            Config::parse(text, Path::new("dfm.toml"))
+                .expect_err("config should be refused")
+                .to_string()
+        };
+        let error = refused(&with_server("server.key"));
+        assert!(error.contains("server.tls_client_ca"), "{error}");
+        let named = "token = \"pop-secret\"\nclient_cert_name = \"population.agencies.test\"";
+        let error = refused(&GOOD.replace("token = \"pop-secret\"", named));
+        assert!(error.contains("agency[0].client_cert_name"), "{error}");
+        let error = refused(&with_server("agencies-ca.pem").replace(
+            "token = \"pop-secret\"",
+            "token = \"pop-secret\"\nclient_cert_name = \"not a name\"",
+        ));
+        assert!(error.contains("agency[0].client_cert_name"), "{error}");
+        let config = Config::parse(
+            &with_server("agencies-ca.pem").replace("token = \"pop-secret\"", named),
+            Path::new("dfm.toml"),
+        )
+        .unwrap();
+        let agencies = &config.credentials.agencies;
+        assert_eq!(
+            agencies[0]
+                .client_cert_name
+                .as_ref()
+                .map(|name| name.to_str()),
+            Some("population.agencies.test".into())
+        );
+        let unnamed =
+            Config::parse(&with_server("agencies-ca.pem"), Path::new("dfm.toml")).unwrap();
+        assert!(unnamed.credentials.agencies[0].client_cert_name.is_none());
     }
 
     #[test]

@@ -65,6 +65,19 @@ impl AppState {
     /// read again), and the TLS certificate if both ports speak TLS; its other
     /// keys take effect at the next start.
     pub fn reload_credentials(&self, config: &Config) {
+        let asks_certificates = self
+            .config
+            .tls
+            .as_ref()
+            .is_some_and(crate::tls::ServerTls::asks_client_certificates);
+        for agency in &config.credentials.agencies {
+            if agency.client_cert_name.is_some() && !asks_certificates {
+                tracing::warn!(
+                    agency = %agency.name,
+                    "SIGHUP: the agency has a client_cert_name, but this serve was started without server.tls_client_ca: its requests get 403 until a restart"
+                );
+            }
+        }
         *self.credentials.write().unwrap_or_else(|e| e.into_inner()) =
             Arc::new(config.credentials.clone());
         if let (Some(running), Some(read)) = (&self.config.tls, &config.tls) {
@@ -376,9 +389,10 @@ pub async fn start_with_store(
     })
     .workers(config.workers)
     .disable_signals()
-    .shutdown_timeout(10);
+    .shutdown_timeout(10)
+    .on_connect(crate::tls::keep_client_certificate);
     let public = match &config.tls {
-        Some(tls) => public.bind_rustls_0_23(config.public_addr, (*tls.config).clone()),
+        Some(tls) => public.bind_rustls_0_23(config.public_addr, (*tls.public).clone()),
         None => public.bind(config.public_addr),
     }
     .with_context(|| format!("server.public_addr: cannot bind {}", config.public_addr))?;

@@ -117,20 +117,36 @@ struct FeedAnswer {
     rejected: Vec<Rejected>,
 }
 
-/// The agency the path names, if the request carries its token.
+/// The agency the path names, if the request carries its token (401
+/// otherwise) and, for an agency with a `client_cert_name`, comes over a
+/// connection whose client certificate is for that name (403 otherwise).
 fn authorize_agency(
     state: &AppState,
     request: &HttpRequest,
     name: &str,
 ) -> Result<crate::config::Agency, ApiError> {
-    state
+    let agency = state
         .credentials()
         .agencies
         .iter()
         .find(|a| a.name == name)
         .filter(|a| bearer(request).is_some_and(|token| same_secret(token, &a.token)))
         .cloned()
-        .ok_or(ApiError::Unauthorized)
+        .ok_or(ApiError::Unauthorized)?;
+    if let Some(wanted) = &agency.client_cert_name {
+        let shown = request.conn_data::<crate::tls::ClientCertificate>();
+        let problem = match shown {
+            None => "shows no client certificate",
+            Some(certificate) if !certificate.names(wanted) => {
+                "shows a client certificate that is not for the agency's client_cert_name"
+            }
+            Some(_) => return Ok(agency),
+        };
+        return Err(ApiError::Forbidden(format!(
+            "agency {name} must connect with its client certificate: this connection {problem}"
+        )));
+    }
+    Ok(agency)
 }
 
 #[derive(Serialize)]

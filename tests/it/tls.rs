@@ -185,3 +185,143 @@ async fn sighup_presents_the_certificate_now_in_the_files_unless_they_are_refuse
     .await;
     assert!(healthy(second, server).await);
 }
+
+/// A new client that trusts the test CA and shows the client certificate
+/// `identity` (a fixture pair: `NAME.pem` and `NAME.key`) if given.
+fn client_showing(identity: Option<&str>) -> reqwest::Client {
+    let authority = std::fs::read(tls_fixture("ca.pem")).expect("the test CA");
+    let mut builder = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&authority).expect("a PEM"))
+        .timeout(Duration::from_secs(5));
+    if let Some(name) = identity {
+        let mut pem = std::fs::read(tls_fixture(&format!("{name}.pem"))).expect("certificate");
+        pem.extend(std::fs::read(tls_fixture(&format!("{name}.key"))).expect("key"));
+        builder = builder.identity(reqwest::Identity::from_pem(&pem).expect("an identity"));
+    }
+    builder.build().expect("client")
+}
+
+/// Posts `body` as `agency` with its token over a connection showing
+/// `identity`: the status and body, or `None` if no answer came.
+async fn post_showing(
+    server: &Server,
+    identity: Option<&str>,
+    agency: &str,
+    token: &str,
+    body: &str,
+) -> Option<(u16, String)> {
+    let answer = client_showing(identity)
+        .post(format!("{}/v1/feeds/{agency}/events", server.public))
+        .bearer_auth(token)
+        .body(body.to_owned())
+        .send()
+        .await
+        .ok()?;
+    Some((answer.status().as_u16(), answer.text().await.ok()?))
+}
+
+#[actix_rt::test]
+async fn an_agency_bound_to_its_client_certificate_is_served_only_over_a_connection_showing_it() {
+    let world = world_edited(
+        SmsSimulatorOptions::default(),
+        BankSimulatorOptions::default(),
+        ("72h", "48h"),
+        "",
+        |text, _| {
+            text.replace(
+                "[server]\n",
+                &format!(
+                    "[server]\ntls_cert = {:?}\ntls_key = {:?}\ntls_client_ca = {:?}\n",
+                    tls_fixture("server.pem"),
+                    tls_fixture("server.key"),
+                    tls_fixture("agencies-ca.pem")
+                ),
+            )
+            .replace(
+                &format!("token = \"{POPULATION}\"\n"),
+                &format!(
+                    "token = \"{POPULATION}\"\nclient_cert_name = \"population.agencies.test\"\n"
+                ),
+            )
+        },
+    )
+    .await;
+    let server = &world.server;
+    let registration = |id: &str, serial: u32| {
+        ndjson(&[event(
+            id,
+            "citizen.registered",
+            serde_json::json!({"iin": iin("1990-05-01", true, serial), "full_name": "Тест Тестов", "birth_date": "1990-05-01", "sex": "male"}),
+        )])
+    };
+    // The token alone, or with a certificate for another name, is refused
+    // with the reason; nothing is accepted.
+    let first = registration("m-1", 11);
+    let as_population = |identity| post_showing(server, identity, "population", POPULATION, &first);
+    let (status, body) = as_population(None)
+        .await
+        .expect("an answer without a certificate");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("shows no client certificate"), "{body}");
+    let (status, body) = as_population(Some("client-income"))
+        .await
+        .expect("an answer with another agency's certificate");
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("not for the agency's client_cert_name"),
+        "{body}"
+    );
+    // A certificate for the right name that the agencies' authority did not
+    // sign gets no answer: the handshake is refused.
+    let rogue = as_population(Some("client-rogue")).await;
+    assert!(rogue.is_none(), "{rogue:?}");
+    // Its own certificate and its token: accepted, and the event's status
+    // is read the same way.
+    let (status, body) = as_population(Some("client-population"))
+        .await
+        .expect("an answer with the agency's certificate");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"accepted\":1"), "{body}");
+    let status_of = |identity: Option<&'static str>| {
+        let url = format!("{}/v1/feeds/population/events/m-1", server.public);
+        async move {
+            client_showing(identity)
+                .get(url)
+                .bearer_auth(POPULATION)
+                .send()
+                .await
+                .expect("an answer")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status_of(Some("client-population")).await, 200);
+    assert_eq!(status_of(None).await, 403);
+    // The certificate does not stand in for the token.
+    let (status, _) = post_showing(
+        server,
+        Some("client-population"),
+        "population",
+        "wrong-token",
+        &registration("m-2", 12),
+    )
+    .await
+    .expect("an answer");
+    assert_eq!(status, 401);
+    // An agency with no client_cert_name, and the SMS gateway's callback,
+    // still connect without a certificate.
+    let income = ndjson(&[event(
+        "i-1",
+        "income.reported",
+        serde_json::json!({"iin": iin("1990-05-01", true, 11), "month": "2026-10", "amount": "250000.00", "source": "salary"}),
+    )]);
+    let (status, body) = post_showing(server, None, "income", "income-secret", &income)
+        .await
+        .expect("an answer to income");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        sms_reply(server, "in-1", "+77015550999", "YES 1234").await,
+        200
+    );
+}
