@@ -155,6 +155,10 @@ struct EventStatus {
     seq: u64,
     /// Applied to its family (or citizen) and written.
     applied: bool,
+    /// Not applied, and never will be by itself: applying it crashed its
+    /// family's actor every time it was tried, so it waits for an operator
+    /// (`GET /v1/quarantine` on the admin port).
+    set_aside: bool,
 }
 
 /// An agency asks what became of one of its events (dfm's addition): 404 if
@@ -171,8 +175,18 @@ async fn feed_event(
         .feed_event_seq(&agency.name, &id)
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::NotFound(format!("no event {id} accepted from {agency_name}")))?;
-    let applied = seq <= state.store.applied_through().map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(EventStatus { id, seq, applied }))
+    let done = seq <= state.store.applied_through().map_err(ApiError::internal)?;
+    let set_aside = done
+        && state
+            .store
+            .is_quarantined(seq)
+            .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(EventStatus {
+        id,
+        seq,
+        applied: done && !set_aside,
+        set_aside,
+    }))
 }
 
 /// Splits a body into events, each with its line (NDJSON) or array position,

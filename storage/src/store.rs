@@ -2025,6 +2025,11 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the input at `seq` was set aside ([`Store::quarantine`]).
+    pub fn is_quarantined(&self, seq: u64) -> Result<bool> {
+        Ok(self.trees.quarantine.contains_key(seq.to_be_bytes())?)
+    }
+
     pub fn quarantined(&self) -> Result<Vec<QuarantineRecord>> {
         self.trees
             .quarantine

@@ -594,6 +594,29 @@ async fn a_panicking_handler_restarts_its_family_and_spares_the_others() {
         healthy["quarantined_inputs"].as_array().map(Vec::len),
         Some(0)
     );
+    // The agency is told which of its events was set aside, and which applied
+    // (once the applied watermark, which moves after the records, passes them).
+    let settled = |id: &'static str| {
+        let url = format!("{}/v1/feeds/population/events/{id}", world.server.public);
+        eventually(id, Duration::from_secs(10), move || {
+            let url = url.clone();
+            async move {
+                let answer = client().get(url).bearer_auth(POPULATION).send().await;
+                let answer: serde_json::Value = answer.ok()?.json().await.ok()?;
+                let outcome = (answer["applied"].clone(), answer["set_aside"].clone());
+                (outcome != (json!(false), json!(false))).then_some(outcome)
+            }
+        })
+    };
+    assert_eq!(
+        settled("failpoint-panic-1").await,
+        (json!(false), json!(true))
+    );
+    assert_eq!(
+        settled("failpoint-panic-once-1").await,
+        (json!(true), json!(false))
+    );
+    assert_eq!(settled("healthy-1").await, (json!(true), json!(false)));
 }
 
 /// `dfm_feed_ids_unpacked` on the admin port.
