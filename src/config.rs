@@ -24,6 +24,27 @@ pub enum ConfigError {
     Invalid { key: String, problem: String },
 }
 
+/// The client certificate name a key gives: a DNS name or an IP address,
+/// which needs the authorities that sign client certificates.
+fn certificate_name(
+    key: &str,
+    name: Option<&str>,
+    authorities: bool,
+) -> Result<Option<rustls::pki_types::ServerName<'static>>, ConfigError> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    if !authorities {
+        return Err(invalid(
+            key,
+            "needs server.tls_client_ca, the authorities that sign client certificates",
+        ));
+    }
+    rustls::pki_types::ServerName::try_from(name.to_owned())
+        .map(Some)
+        .map_err(|_| invalid(key, format!("{name:?} is not a DNS name or an IP address")))
+}
+
 fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -138,6 +159,7 @@ struct RawSms {
     #[serde(default = "default_retry_max")]
     retry_delay_ms_max: u64,
     ca_cert: Option<PathBuf>,
+    callback_cert_name: Option<String>,
 }
 
 fn default_timeout() -> String {
@@ -288,6 +310,9 @@ pub struct Credentials {
     pub agencies: Vec<Agency>,
     pub operators: Vec<Operator>,
     pub sms_callback_token: String,
+    /// The SMS gateway's callbacks must also come over a connection whose
+    /// client certificate is for this name (`sms.callback_cert_name`).
+    pub sms_callback_cert_name: Option<rustls::pki_types::ServerName<'static>>,
 }
 
 #[derive(Debug, Clone)]
@@ -553,23 +578,11 @@ impl Config {
                     format!("agency {} is not one of the contract's agencies; list the event types it may send", agency.name),
                 ));
             }
-            let client_cert_name = match &agency.client_cert_name {
-                None => None,
-                Some(_) if raw.server.tls_client_ca.is_none() => {
-                    return Err(invalid(
-                        format!("{key}.client_cert_name"),
-                        "needs server.tls_client_ca, the authorities that sign the agencies' certificates",
-                    ))
-                }
-                Some(name) => Some(
-                    rustls::pki_types::ServerName::try_from(name.clone()).map_err(|_| {
-                        invalid(
-                            format!("{key}.client_cert_name"),
-                            format!("{name:?} is not a DNS name or an IP address"),
-                        )
-                    })?,
-                ),
-            };
+            let client_cert_name = certificate_name(
+                &format!("{key}.client_cert_name"),
+                agency.client_cert_name.as_deref(),
+                raw.server.tls_client_ca.is_some(),
+            )?;
             agencies.push(Agency {
                 name: agency.name.clone(),
                 token: agency.token.clone(),
@@ -699,6 +712,11 @@ impl Config {
                 agencies,
                 operators,
                 sms_callback_token: raw.sms.callback_token,
+                sms_callback_cert_name: certificate_name(
+                    "sms.callback_cert_name",
+                    raw.sms.callback_cert_name.as_deref(),
+                    raw.server.tls_client_ca.is_some(),
+                )?,
             },
             catalogue: resolve(&raw.programs.catalogue),
             year: raw.programs.year,
@@ -948,6 +966,11 @@ year = 2026
                 .map(|name| name.to_str()),
             Some("population.agencies.test".into())
         );
+        let error = refused(&GOOD.replace(
+            "callback_token = \"sms-secret\"",
+            "callback_token = \"sms-secret\"\ncallback_cert_name = \"sms.gateway.test\"",
+        ));
+        assert!(error.contains("sms.callback_cert_name"), "{error}");
         let unnamed =
             Config::parse(&with_server("agencies-ca.pem"), Path::new("dfm.toml")).unwrap();
         assert!(unnamed.credentials.agencies[0].client_cert_name.is_none());

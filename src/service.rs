@@ -70,13 +70,19 @@ impl AppState {
             .tls
             .as_ref()
             .is_some_and(crate::tls::ServerTls::asks_client_certificates);
-        for agency in &config.credentials.agencies {
-            if agency.client_cert_name.is_some() && !asks_certificates {
-                tracing::warn!(
-                    agency = %agency.name,
-                    "SIGHUP: the agency has a client_cert_name, but this serve was started without server.tls_client_ca: its requests get 403 until a restart"
-                );
-            }
+        let credentials = &config.credentials;
+        let named = (credentials.agencies.iter())
+            .filter(|agency| agency.client_cert_name.is_some())
+            .map(|agency| format!("agency {}", agency.name))
+            .chain(
+                (credentials.sms_callback_cert_name.is_some())
+                    .then(|| "the SMS gateway".to_owned()),
+            );
+        for who in named.filter(|_| !asks_certificates) {
+            tracing::warn!(
+                %who,
+                "SIGHUP: a client certificate name is set, but this serve was started without server.tls_client_ca: its requests get 403 until a restart"
+            );
         }
         *self.credentials.write().unwrap_or_else(|e| e.into_inner()) =
             Arc::new(config.credentials.clone());

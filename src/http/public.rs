@@ -133,20 +133,34 @@ fn authorize_agency(
         .filter(|a| bearer(request).is_some_and(|token| same_secret(token, &a.token)))
         .cloned()
         .ok_or(ApiError::Unauthorized)?;
-    if let Some(wanted) = &agency.client_cert_name {
-        let shown = request.conn_data::<crate::tls::ClientCertificate>();
-        let problem = match shown {
-            None => "shows no client certificate",
-            Some(certificate) if !certificate.names(wanted) => {
-                "shows a client certificate that is not for the agency's client_cert_name"
-            }
-            Some(_) => return Ok(agency),
-        };
-        return Err(ApiError::Forbidden(format!(
-            "agency {name} must connect with its client certificate: this connection {problem}"
-        )));
-    }
+    require_certificate(
+        request,
+        agency.client_cert_name.as_ref(),
+        &format!("agency {name}"),
+    )?;
     Ok(agency)
+}
+
+/// `Ok` if `wanted` is `None`, or if the request's connection showed a
+/// client certificate for `wanted`; else a 403 that says which it showed.
+fn require_certificate(
+    request: &HttpRequest,
+    wanted: Option<&rustls::pki_types::ServerName<'static>>,
+    who: &str,
+) -> Result<(), ApiError> {
+    let Some(wanted) = wanted else {
+        return Ok(());
+    };
+    let problem = match request.conn_data::<crate::tls::ClientCertificate>() {
+        None => "shows no client certificate",
+        Some(certificate) if !certificate.names(wanted) => {
+            "shows a client certificate that is not for its client certificate name"
+        }
+        Some(_) => return Ok(()),
+    };
+    Err(ApiError::Forbidden(format!(
+        "{who} must connect with its client certificate: this connection {problem}"
+    )))
 }
 
 #[derive(Serialize)]
@@ -363,11 +377,15 @@ async fn sms_inbound(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    if !bearer(&request)
-        .is_some_and(|token| same_secret(token, &state.credentials().sms_callback_token))
-    {
+    let credentials = state.credentials();
+    if !bearer(&request).is_some_and(|token| same_secret(token, &credentials.sms_callback_token)) {
         return Err(ApiError::Unauthorized);
     }
+    require_certificate(
+        &request,
+        credentials.sms_callback_cert_name.as_ref(),
+        "the SMS gateway",
+    )?;
     let started = Instant::now();
     let inbound: Inbound = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("not an inbound SMS: {e}")))?;

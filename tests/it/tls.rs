@@ -202,6 +202,31 @@ fn client_showing(identity: Option<&str>) -> reqwest::Client {
     builder.build().expect("client")
 }
 
+/// A world whose ports speak TLS and ask for client certificates signed by
+/// the test agencies' authority, with `from` replaced by `to` in the
+/// configuration.
+async fn client_certificate_world(from: &str, to: &str) -> World {
+    world_edited(
+        SmsSimulatorOptions::default(),
+        BankSimulatorOptions::default(),
+        ("72h", "48h"),
+        "",
+        |text, _| {
+            text.replace(
+                "[server]\n",
+                &format!(
+                    "[server]\ntls_cert = {:?}\ntls_key = {:?}\ntls_client_ca = {:?}\n",
+                    tls_fixture("server.pem"),
+                    tls_fixture("server.key"),
+                    tls_fixture("agencies-ca.pem")
+                ),
+            )
+            .replacen(from, to, 1)
+        },
+    )
+    .await
+}
+
 /// Posts `body` as `agency` with its token over a connection showing
 /// `identity`: the status and body, or `None` if no answer came.
 async fn post_showing(
@@ -223,28 +248,9 @@ async fn post_showing(
 
 #[actix_rt::test]
 async fn an_agency_bound_to_its_client_certificate_is_served_only_over_a_connection_showing_it() {
-    let world = world_edited(
-        SmsSimulatorOptions::default(),
-        BankSimulatorOptions::default(),
-        ("72h", "48h"),
-        "",
-        |text, _| {
-            text.replace(
-                "[server]\n",
-                &format!(
-                    "[server]\ntls_cert = {:?}\ntls_key = {:?}\ntls_client_ca = {:?}\n",
-                    tls_fixture("server.pem"),
-                    tls_fixture("server.key"),
-                    tls_fixture("agencies-ca.pem")
-                ),
-            )
-            .replace(
-                &format!("token = \"{POPULATION}\"\n"),
-                &format!(
-                    "token = \"{POPULATION}\"\nclient_cert_name = \"population.agencies.test\"\n"
-                ),
-            )
-        },
+    let world = client_certificate_world(
+        &format!("token = \"{POPULATION}\"\n"),
+        &format!("token = \"{POPULATION}\"\nclient_cert_name = \"population.agencies.test\"\n"),
     )
     .await;
     let server = &world.server;
@@ -269,7 +275,7 @@ async fn an_agency_bound_to_its_client_certificate_is_served_only_over_a_connect
         .expect("an answer with another agency's certificate");
     assert_eq!(status, 403, "{body}");
     assert!(
-        body.contains("not for the agency's client_cert_name"),
+        body.contains("not for its client certificate name"),
         "{body}"
     );
     // A certificate for the right name that the agencies' authority did not
@@ -324,4 +330,36 @@ async fn an_agency_bound_to_its_client_certificate_is_served_only_over_a_connect
         sms_reply(server, "in-1", "+77015550999", "YES 1234").await,
         200
     );
+}
+
+#[actix_rt::test]
+async fn the_sms_gateway_bound_to_its_client_certificate_is_heard_only_over_a_connection_showing_it(
+) {
+    let world = client_certificate_world(
+        "[sms]\n",
+        "[sms]\ncallback_cert_name = \"sms.gateway.test\"\n",
+    )
+    .await;
+    let reply = |identity: Option<&'static str>, id: &'static str| {
+        let url = format!("{}/v1/sms/inbound", world.server.public);
+        async move {
+            let answer = client_showing(identity)
+                .post(url)
+                .bearer_auth(SMS_TOKEN)
+                .json(&serde_json::json!({"id": id, "from": "+77015550998", "text": "YES 1234"}))
+                .send()
+                .await
+                .expect("an answer");
+            (
+                answer.status().as_u16(),
+                answer.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    let (status, body) = reply(None, "in-1").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("the SMS gateway must connect"), "{body}");
+    let (status, body) = reply(Some("client-population"), "in-1").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(reply(Some("client-sms"), "in-1").await.0, 200);
 }
