@@ -187,12 +187,14 @@ async fn sighup_presents_the_certificate_now_in_the_files_unless_they_are_refuse
 }
 
 /// A new client that trusts the test CA and shows the client certificate
-/// `identity` (a fixture pair: `NAME.pem` and `NAME.key`) if given.
+/// `identity` (a fixture pair: `NAME.pem` and `NAME.key`) if given. It keeps
+/// no connection: each request opens one.
 fn client_showing(identity: Option<&str>) -> reqwest::Client {
     let authority = std::fs::read(tls_fixture("ca.pem")).expect("the test CA");
     let mut builder = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(&authority).expect("a PEM"))
+        .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(5));
     if let Some(name) = identity {
         let mut pem = std::fs::read(tls_fixture(&format!("{name}.pem"))).expect("certificate");
@@ -304,6 +306,20 @@ async fn an_agency_bound_to_its_client_certificate_is_served_only_over_a_connect
     };
     assert_eq!(status_of(Some("client-population")).await, 200);
     assert_eq!(status_of(None).await, 403);
+    // One client, each request on a new connection (resuming the TLS
+    // session where client and server agree to): known by its certificate
+    // each time.
+    let agency = client_showing(Some("client-population"));
+    for id in ["m-3", "m-4", "m-5"] {
+        let answer = agency
+            .post(format!("{}/v1/feeds/population/events", server.public))
+            .bearer_auth(POPULATION)
+            .body(registration(id, 13))
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(answer.status(), 200, "{id}");
+    }
     // The certificate does not stand in for the token.
     let (status, _) = post_showing(
         server,
