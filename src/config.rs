@@ -25,19 +25,21 @@ pub enum ConfigError {
 }
 
 /// The client certificate name a key gives: a DNS name or an IP address,
-/// which needs the authorities that sign client certificates.
+/// which needs the authorities that sign such certificates (the key
+/// `authorities`, which `signed` says is set).
 fn certificate_name(
     key: &str,
     name: Option<&str>,
-    authorities: bool,
+    authorities: &str,
+    signed: bool,
 ) -> Result<Option<rustls::pki_types::ServerName<'static>>, ConfigError> {
     let Some(name) = name else {
         return Ok(None);
     };
-    if !authorities {
+    if !signed {
         return Err(invalid(
             key,
-            "needs server.tls_client_ca, the authorities that sign client certificates",
+            format!("needs {authorities}, the authorities that sign these client certificates"),
         ));
     }
     rustls::pki_types::ServerName::try_from(name.to_owned())
@@ -106,6 +108,7 @@ struct RawServer {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
+    tls_operator_ca: Option<PathBuf>,
 }
 
 fn default_body_bytes_max() -> usize {
@@ -213,6 +216,7 @@ struct RawOperator {
     name: String,
     role: Role,
     token: String,
+    client_cert_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -320,6 +324,9 @@ pub struct Operator {
     pub name: String,
     pub role: Role,
     pub token: String,
+    /// The operator's requests must also come over a connection whose client
+    /// certificate (signed by `server.tls_operator_ca`) is for this name.
+    pub client_cert_name: Option<rustls::pki_types::ServerName<'static>>,
 }
 
 #[derive(Debug, Clone)]
@@ -581,6 +588,7 @@ impl Config {
             let client_cert_name = certificate_name(
                 &format!("{key}.client_cert_name"),
                 agency.client_cert_name.as_deref(),
+                "server.tls_client_ca",
                 raw.server.tls_client_ca.is_some(),
             )?;
             agencies.push(Agency {
@@ -609,6 +617,12 @@ impl Config {
                 name: operator.name.clone(),
                 role: operator.role,
                 token: operator.token.clone(),
+                client_cert_name: certificate_name(
+                    &format!("operator[{index}].client_cert_name"),
+                    operator.client_cert_name.as_deref(),
+                    "server.tls_operator_ca",
+                    raw.server.tls_operator_ca.is_some(),
+                )?,
             });
         }
         if raw.sms.callback_token.is_empty() {
@@ -660,14 +674,26 @@ impl Config {
                         "needs tls_cert and tls_key: client certificates are asked for in a TLS handshake",
                     ))
                 }
+                (None, None) if raw.server.tls_operator_ca.is_some() => {
+                    return Err(invalid(
+                        "server.tls_operator_ca",
+                        "needs tls_cert and tls_key: client certificates are asked for in a TLS handshake",
+                    ))
+                }
                 (None, None) => None,
                 (Some(cert), Some(key)) => {
                     let tls = crate::tls::ServerTls::from_files(&resolve(cert), &resolve(key))
                         .map_err(|e| invalid("server.tls_cert", e))?;
-                    Some(match &raw.server.tls_client_ca {
+                    let tls = match &raw.server.tls_client_ca {
                         Some(authorities) => tls
                             .with_client_authorities(&resolve(authorities))
                             .map_err(|e| invalid("server.tls_client_ca", e))?,
+                        None => tls,
+                    };
+                    Some(match &raw.server.tls_operator_ca {
+                        Some(authorities) => tls
+                            .with_operator_authorities(&resolve(authorities))
+                            .map_err(|e| invalid("server.tls_operator_ca", e))?,
                         None => tls,
                     })
                 }
@@ -715,7 +741,8 @@ impl Config {
                 sms_callback_cert_name: certificate_name(
                     "sms.callback_cert_name",
                     raw.sms.callback_cert_name.as_deref(),
-                    raw.server.tls_client_ca.is_some(),
+                    "server.tls_client_ca",
+                raw.server.tls_client_ca.is_some(),
                 )?,
             },
             catalogue: resolve(&raw.programs.catalogue),
@@ -790,6 +817,7 @@ year = 2026
                 name: name.to_owned(),
                 role,
                 token: token.to_owned(),
+                client_cert_name: None,
             });
         }
         config
@@ -971,6 +999,44 @@ year = 2026
             "callback_token = \"sms-secret\"\ncallback_cert_name = \"sms.gateway.test\"",
         ));
         assert!(error.contains("sms.callback_cert_name"), "{error}");
+        // The operators' authorities, the same way.
+        let (section, tls) = server(&format!(
+            "tls_operator_ca = {:?}",
+            fixture("agencies-ca.pem")
+        ));
+        check((section, &tls), "server.tls_operator_ca");
+        let error = refused(&GOOD.replace(
+            "token = \"alice-secret\"",
+            "token = \"alice-secret\"\nclient_cert_name = \"alice.operators.test\"",
+        ));
+        assert!(error.contains("operator[0].client_cert_name"), "{error}");
+        assert!(error.contains("server.tls_operator_ca"), "{error}");
+        let operators = |authorities: &str| {
+            GOOD.replace(
+                "[server]",
+                &format!(
+                    "[server]\ntls_cert = {:?}\ntls_key = {:?}\ntls_operator_ca = {:?}",
+                    fixture("server.pem"),
+                    fixture("server.key"),
+                    fixture(authorities)
+                ),
+            )
+        };
+        let error = refused(&operators("missing.pem"));
+        assert!(error.contains("server.tls_operator_ca"), "{error}");
+        let config = Config::parse(
+            &operators("agencies-ca.pem").replace(
+                "token = \"alice-secret\"",
+                "token = \"alice-secret\"\nclient_cert_name = \"alice.operators.test\"",
+            ),
+            Path::new("dfm.toml"),
+        )
+        .unwrap();
+        assert!(config.credentials.operators[0].client_cert_name.is_some());
+        assert!(config
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.asks_operator_certificates()));
         let unnamed =
             Config::parse(&with_server("agencies-ca.pem"), Path::new("dfm.toml")).unwrap();
         assert!(unnamed.credentials.agencies[0].client_cert_name.is_none());

@@ -65,24 +65,32 @@ impl AppState {
     /// read again), and the TLS certificate if both ports speak TLS; its other
     /// keys take effect at the next start.
     pub fn reload_credentials(&self, config: &Config) {
-        let asks_certificates = self
-            .config
-            .tls
-            .as_ref()
-            .is_some_and(crate::tls::ServerTls::asks_client_certificates);
+        let tls = self.config.tls.as_ref();
         let credentials = &config.credentials;
-        let named = (credentials.agencies.iter())
-            .filter(|agency| agency.client_cert_name.is_some())
-            .map(|agency| format!("agency {}", agency.name))
-            .chain(
-                (credentials.sms_callback_cert_name.is_some())
-                    .then(|| "the SMS gateway".to_owned()),
-            );
-        for who in named.filter(|_| !asks_certificates) {
-            tracing::warn!(
-                %who,
-                "SIGHUP: a client certificate name is set, but this serve was started without server.tls_client_ca: its requests get 403 until a restart"
-            );
+        if !tls.is_some_and(crate::tls::ServerTls::asks_client_certificates) {
+            let named = (credentials.agencies.iter())
+                .filter(|agency| agency.client_cert_name.is_some())
+                .map(|agency| format!("agency {}", agency.name))
+                .chain(
+                    (credentials.sms_callback_cert_name.is_some())
+                        .then(|| "the SMS gateway".to_owned()),
+                );
+            for who in named {
+                tracing::warn!(
+                    %who,
+                    "SIGHUP: a client certificate name is set, but this serve was started without server.tls_client_ca: its requests get 403 until a restart"
+                );
+            }
+        }
+        if !tls.is_some_and(crate::tls::ServerTls::asks_operator_certificates) {
+            for operator in &credentials.operators {
+                if operator.client_cert_name.is_some() {
+                    tracing::warn!(
+                        operator = %operator.name,
+                        "SIGHUP: a client certificate name is set, but this serve was started without server.tls_operator_ca: the operator's requests get 403 until a restart"
+                    );
+                }
+            }
         }
         *self.credentials.write().unwrap_or_else(|e| e.into_inner()) =
             Arc::new(config.credentials.clone());
@@ -414,9 +422,10 @@ pub async fn start_with_store(
     })
     .workers(1)
     .disable_signals()
-    .shutdown_timeout(5);
+    .shutdown_timeout(5)
+    .on_connect(crate::tls::keep_client_certificate);
     let admin = match &config.tls {
-        Some(tls) => admin.bind_rustls_0_23(config.admin_addr, (*tls.config).clone()),
+        Some(tls) => admin.bind_rustls_0_23(config.admin_addr, (*tls.admin).clone()),
         None => admin.bind(config.admin_addr),
     }
     .with_context(|| format!("server.admin_addr: cannot bind {}", config.admin_addr))?;

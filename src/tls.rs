@@ -1,7 +1,8 @@
 //! TLS from PEM files named in the configuration: the certificate both HTTP
 //! ports present (`[server] tls_cert`, `tls_key`), the authorities of the
 //! agencies' client certificates on the public port (`[server]
-//! tls_client_ca`), and the authorities trusted for a gateway beside the
+//! tls_client_ca`) and of the operators' on the admin port
+//! (`tls_operator_ca`), and the authorities trusted for a gateway beside the
 //! public ones (`[sms]`/`[bank] ca_cert`). The files are read when the
 //! configuration is validated, so that a bad one stops `serve` before it opens
 //! the store, naming its key, and a SIGHUP that reads a bad one changes
@@ -22,14 +23,17 @@ use rustls::sign::CertifiedKey;
 /// before (it is not shown a certificate again).
 #[derive(Debug, Clone)]
 pub struct ServerTls {
-    /// The admin port's: operators are not asked for a certificate.
+    /// Asks no client for a certificate (the gateways' simulators use it).
     pub config: Arc<rustls::ServerConfig>,
+    /// The admin port's: as [`ServerTls::public`], for operators, with
+    /// [`ServerTls::with_operator_authorities`]; otherwise `config`.
+    pub admin: Arc<rustls::ServerConfig>,
     /// The public port's: with [`ServerTls::with_client_authorities`], it asks
     /// every client for a certificate, refuses the handshake of one whose
     /// certificate those authorities did not sign, and lets one that shows
     /// none in (the SMS gateway's callback, agencies that use no
     /// certificate); [`keep_client_certificate`] keeps what it showed.
-    /// Otherwise the admin port's.
+    /// Otherwise `config`.
     pub public: Arc<rustls::ServerConfig>,
     presented: Arc<Presented>,
 }
@@ -68,6 +72,7 @@ impl ServerTls {
         );
         Ok(ServerTls {
             public: config.clone(),
+            admin: config.clone(),
             config,
             presented,
         })
@@ -76,6 +81,23 @@ impl ServerTls {
     /// The public port asks for client certificates that `authorities` (a
     /// PEM bundle) signed; see [`ServerTls::public`].
     pub fn with_client_authorities(mut self, authorities: &Path) -> Result<ServerTls, String> {
+        self.public = self.asking_for_certificates(authorities)?;
+        Ok(self)
+    }
+
+    /// The admin port asks for client certificates that `authorities` (a
+    /// PEM bundle) signed, as [`ServerTls::with_client_authorities`].
+    pub fn with_operator_authorities(mut self, authorities: &Path) -> Result<ServerTls, String> {
+        self.admin = self.asking_for_certificates(authorities)?;
+        Ok(self)
+    }
+
+    /// A configuration presenting the same certificate that asks every client
+    /// for one `authorities` signed, and lets in one that shows none.
+    fn asking_for_certificates(
+        &self,
+        authorities: &Path,
+    ) -> Result<Arc<rustls::ServerConfig>, String> {
         let named = |e: &dyn std::fmt::Display| format!("{}: {e}", authorities.display());
         let mut roots = rustls::RootCertStore::empty();
         for certificate in CertificateDer::pem_file_iter(authorities).map_err(|e| named(&e))? {
@@ -92,20 +114,25 @@ impl ServerTls {
                 .allow_unauthenticated()
                 .build()
                 .map_err(|e| named(&e))?;
-        self.public = Arc::new(
+        Ok(Arc::new(
             rustls::ServerConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .map_err(|e| e.to_string())?
                 .with_client_cert_verifier(verifier)
                 .with_cert_resolver(self.presented.clone()),
-        );
-        Ok(self)
+        ))
     }
 
     /// Whether the public port asks for client certificates
     /// ([`ServerTls::with_client_authorities`]).
     pub fn asks_client_certificates(&self) -> bool {
         !Arc::ptr_eq(&self.public, &self.config)
+    }
+
+    /// Whether the admin port asks for client certificates
+    /// ([`ServerTls::with_operator_authorities`]).
+    pub fn asks_operator_certificates(&self) -> bool {
+        !Arc::ptr_eq(&self.admin, &self.config)
     }
 
     /// Presents the certificate of `other` (the same files, read again) from now on.
@@ -213,7 +240,12 @@ mod tests {
             .unwrap()
             .with_client_authorities(&fixture("agencies-ca.pem"))
             .unwrap();
-        assert!(with.asks_client_certificates());
+        assert!(with.asks_client_certificates() && !with.asks_operator_certificates());
+        let operators = server()
+            .unwrap()
+            .with_operator_authorities(&fixture("agencies-ca.pem"))
+            .unwrap();
+        assert!(operators.asks_operator_certificates() && !operators.asks_client_certificates());
         assert!(!server().unwrap().asks_client_certificates());
     }
 

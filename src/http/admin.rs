@@ -74,6 +74,11 @@ fn authorize(
         .find(|operator| same_secret(token, &operator.token))
         .cloned()
         .ok_or(ApiError::Unauthorized)?;
+    super::require_certificate(
+        request,
+        operator.client_cert_name.as_ref(),
+        &format!("operator {}", operator.name),
+    )?;
     if !allowed.contains(&operator.role) {
         return Err(ApiError::Forbidden(format!(
             "role {} may not do this",

@@ -115,3 +115,25 @@ pub fn same_secret(given: &str, expected: &str) -> bool {
         .fold(0u8, |difference, (a, b)| difference | (a ^ b))
         == 0
 }
+
+/// `Ok` if `wanted` is `None`, or if the request's connection showed a
+/// client certificate for `wanted`; else a 403 that says which it showed.
+pub fn require_certificate(
+    request: &actix_web::HttpRequest,
+    wanted: Option<&rustls::pki_types::ServerName<'static>>,
+    who: &str,
+) -> Result<(), ApiError> {
+    let Some(wanted) = wanted else {
+        return Ok(());
+    };
+    let problem = match request.conn_data::<crate::tls::ClientCertificate>() {
+        None => "shows no client certificate",
+        Some(certificate) if !certificate.names(wanted) => {
+            "shows a client certificate that is not for its client certificate name"
+        }
+        Some(_) => return Ok(()),
+    };
+    Err(ApiError::Forbidden(format!(
+        "{who} must connect with its client certificate: this connection {problem}"
+    )))
+}

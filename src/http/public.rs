@@ -15,7 +15,7 @@ use storage::event::{self, LogEntry};
 use storage::ids::Phone;
 use storage::store::SmsOrder;
 
-use super::{bearer, same_secret, ApiError};
+use super::{bearer, require_certificate, same_secret, ApiError};
 use crate::service::AppState;
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -139,28 +139,6 @@ fn authorize_agency(
         &format!("agency {name}"),
     )?;
     Ok(agency)
-}
-
-/// `Ok` if `wanted` is `None`, or if the request's connection showed a
-/// client certificate for `wanted`; else a 403 that says which it showed.
-fn require_certificate(
-    request: &HttpRequest,
-    wanted: Option<&rustls::pki_types::ServerName<'static>>,
-    who: &str,
-) -> Result<(), ApiError> {
-    let Some(wanted) = wanted else {
-        return Ok(());
-    };
-    let problem = match request.conn_data::<crate::tls::ClientCertificate>() {
-        None => "shows no client certificate",
-        Some(certificate) if !certificate.names(wanted) => {
-            "shows a client certificate that is not for its client certificate name"
-        }
-        Some(_) => return Ok(()),
-    };
-    Err(ApiError::Forbidden(format!(
-        "{who} must connect with its client certificate: this connection {problem}"
-    )))
 }
 
 #[derive(Serialize)]

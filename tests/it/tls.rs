@@ -204,9 +204,9 @@ fn client_showing(identity: Option<&str>) -> reqwest::Client {
     builder.build().expect("client")
 }
 
-/// A world whose ports speak TLS and ask for client certificates signed by
-/// the test agencies' authority, with `from` replaced by `to` in the
-/// configuration.
+/// A world whose ports speak TLS and both ask for client certificates signed
+/// by the test agencies' authority (`tls_client_ca` and `tls_operator_ca`),
+/// with `from` replaced by `to` in the configuration.
 async fn client_certificate_world(from: &str, to: &str) -> World {
     world_edited(
         SmsSimulatorOptions::default(),
@@ -217,10 +217,10 @@ async fn client_certificate_world(from: &str, to: &str) -> World {
             text.replace(
                 "[server]\n",
                 &format!(
-                    "[server]\ntls_cert = {:?}\ntls_key = {:?}\ntls_client_ca = {:?}\n",
+                    "[server]\ntls_cert = {:?}\ntls_key = {:?}\ntls_client_ca = {ca:?}\ntls_operator_ca = {ca:?}\n",
                     tls_fixture("server.pem"),
                     tls_fixture("server.key"),
-                    tls_fixture("agencies-ca.pem")
+                    ca = tls_fixture("agencies-ca.pem")
                 ),
             )
             .replacen(from, to, 1)
@@ -378,4 +378,42 @@ async fn the_sms_gateway_bound_to_its_client_certificate_is_heard_only_over_a_co
     let (status, body) = reply(Some("client-population"), "in-1").await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(reply(Some("client-sms"), "in-1").await.0, 200);
+}
+
+#[actix_rt::test]
+async fn an_operator_bound_to_a_client_certificate_is_served_only_over_a_connection_showing_it() {
+    let world = client_certificate_world(
+        &format!("token = \"{OPERATOR}\"\n"),
+        &format!("token = \"{OPERATOR}\"\nclient_cert_name = \"alice.operators.test\"\n"),
+    )
+    .await;
+    let stats = |identity: Option<&'static str>, token: &'static str| {
+        let url = format!("{}/v1/stats", world.server.admin);
+        async move {
+            let answer = client_showing(identity)
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .ok()?;
+            Some((
+                answer.status().as_u16(),
+                answer.text().await.unwrap_or_default(),
+            ))
+        }
+    };
+    let (status, body) = stats(None, OPERATOR).await.expect("an answer");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("operator alice must connect"), "{body}");
+    let (status, body) = stats(Some("client-population"), OPERATOR)
+        .await
+        .expect("an answer");
+    assert_eq!(status, 403, "{body}");
+    assert!(stats(Some("client-rogue"), OPERATOR).await.is_none());
+    assert_eq!(
+        stats(Some("client-alice"), OPERATOR).await.map(|a| a.0),
+        Some(200)
+    );
+    // Another operator, not bound, still needs only the token.
+    assert_eq!(stats(None, VIEWER).await.map(|a| a.0), Some(200));
 }
