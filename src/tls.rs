@@ -158,10 +158,10 @@ pub fn authorities(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
     Ok(certificates)
 }
 
-/// The certificate a client of the public port showed (its own, the first of
-/// its chain), which the handshake checked against `server.tls_client_ca`:
-/// kept with the connection by [`keep_client_certificate`], read by
-/// `request.conn_data::<ClientCertificate>()`.
+/// The certificate a client showed (its own, the first of its chain), which
+/// the handshake checked against the port's authorities (`server.tls_client_ca`
+/// or `tls_operator_ca`): kept with the connection by
+/// [`keep_client_certificate`], read by `request.conn_data::<ClientCertificate>()`.
 #[derive(Debug, Clone)]
 pub struct ClientCertificate(CertificateDer<'static>);
 
@@ -174,8 +174,8 @@ impl ClientCertificate {
     }
 }
 
-/// The public port's `on_connect`: keeps the client certificate a TLS
-/// connection showed with the connection ([`ClientCertificate`]).
+/// Both ports' `on_connect`: keeps the client certificate a TLS connection
+/// showed with the connection ([`ClientCertificate`]).
 pub fn keep_client_certificate(
     connection: &dyn std::any::Any,
     data: &mut actix_web::dev::Extensions,
