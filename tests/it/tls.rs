@@ -416,4 +416,23 @@ async fn an_operator_bound_to_a_client_certificate_is_served_only_over_a_connect
     );
     // Another operator, not bound, still needs only the token.
     assert_eq!(stats(None, VIEWER).await.map(|a| a.0), Some(200));
+    // SIGHUP takes a new name with the tokens: the operator's certificate no
+    // longer names it, and another certificate the authority signed does.
+    let config = world.dir.path().join("dfm.toml");
+    let text = std::fs::read_to_string(&config).expect("the configuration");
+    let renamed = text.replace("alice.operators.test", "population.agencies.test");
+    std::fs::write(&config, renamed).expect("the configuration written");
+    world.server.hangup();
+    eventually("the new name", Duration::from_secs(10), || async {
+        (stats(Some("client-population"), OPERATOR)
+            .await
+            .map(|a| a.0)
+            == Some(200))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        stats(Some("client-alice"), OPERATOR).await.map(|a| a.0),
+        Some(403)
+    );
 }
