@@ -652,6 +652,21 @@ impl Config {
             Some(count) => positive("actors.arbiters", count)?,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
+        // Each port's authorities of client certificates, and how the server's
+        // TLS takes them.
+        type Ask = fn(crate::tls::ServerTls, &Path) -> Result<crate::tls::ServerTls, String>;
+        let client_authorities: [(&str, &Option<PathBuf>, Ask); 2] = [
+            (
+                "server.tls_client_ca",
+                &raw.server.tls_client_ca,
+                crate::tls::ServerTls::with_client_authorities,
+            ),
+            (
+                "server.tls_operator_ca",
+                &raw.server.tls_operator_ca,
+                crate::tls::ServerTls::with_operator_authorities,
+            ),
+        ];
         Ok(Config {
             public_addr: address("server.public_addr", &raw.server.public_addr)?,
             admin_addr: address("server.admin_addr", &raw.server.admin_addr)?,
@@ -668,34 +683,27 @@ impl Config {
             },
             workers: positive("server.workers", raw.server.workers)?,
             tls: match (&raw.server.tls_cert, &raw.server.tls_key) {
-                (None, None) if raw.server.tls_client_ca.is_some() => {
-                    return Err(invalid(
-                        "server.tls_client_ca",
-                        "needs tls_cert and tls_key: client certificates are asked for in a TLS handshake",
-                    ))
+                (None, None) => {
+                    if let Some((key, _, _)) = client_authorities
+                        .iter()
+                        .find(|(_, authorities, _)| authorities.is_some())
+                    {
+                        return Err(invalid(
+                            *key,
+                            "needs tls_cert and tls_key: client certificates are asked for in a TLS handshake",
+                        ));
+                    }
+                    None
                 }
-                (None, None) if raw.server.tls_operator_ca.is_some() => {
-                    return Err(invalid(
-                        "server.tls_operator_ca",
-                        "needs tls_cert and tls_key: client certificates are asked for in a TLS handshake",
-                    ))
-                }
-                (None, None) => None,
                 (Some(cert), Some(key)) => {
-                    let tls = crate::tls::ServerTls::from_files(&resolve(cert), &resolve(key))
+                    let mut tls = crate::tls::ServerTls::from_files(&resolve(cert), &resolve(key))
                         .map_err(|e| invalid("server.tls_cert", e))?;
-                    let tls = match &raw.server.tls_client_ca {
-                        Some(authorities) => tls
-                            .with_client_authorities(&resolve(authorities))
-                            .map_err(|e| invalid("server.tls_client_ca", e))?,
-                        None => tls,
-                    };
-                    Some(match &raw.server.tls_operator_ca {
-                        Some(authorities) => tls
-                            .with_operator_authorities(&resolve(authorities))
-                            .map_err(|e| invalid("server.tls_operator_ca", e))?,
-                        None => tls,
-                    })
+                    for (key, authorities, ask) in client_authorities {
+                        if let Some(authorities) = authorities {
+                            tls = ask(tls, &resolve(authorities)).map_err(|e| invalid(key, e))?;
+                        }
+                    }
+                    Some(tls)
                 }
                 (Some(_), None) => {
                     return Err(invalid("server.tls_key", "tls_cert is set without it"))
@@ -742,7 +750,7 @@ impl Config {
                     "sms.callback_cert_name",
                     raw.sms.callback_cert_name.as_deref(),
                     "server.tls_client_ca",
-                raw.server.tls_client_ca.is_some(),
+                    raw.server.tls_client_ca.is_some(),
                 )?,
             },
             catalogue: resolve(&raw.programs.catalogue),
