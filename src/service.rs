@@ -65,31 +65,37 @@ impl AppState {
     /// read again), and the TLS certificate if both ports speak TLS; its other
     /// keys take effect at the next start.
     pub fn reload_credentials(&self, config: &Config) {
+        // Who has a certificate name, and whether the port that serves them
+        // asks for certificates (the authorities are read only at start).
         let tls = self.config.tls.as_ref();
+        let public = (
+            "server.tls_client_ca",
+            tls.is_some_and(crate::tls::ServerTls::asks_client_certificates),
+        );
+        let admin = (
+            "server.tls_operator_ca",
+            tls.is_some_and(crate::tls::ServerTls::asks_operator_certificates),
+        );
         let credentials = &config.credentials;
-        if !tls.is_some_and(crate::tls::ServerTls::asks_client_certificates) {
-            let named = (credentials.agencies.iter())
-                .filter(|agency| agency.client_cert_name.is_some())
-                .map(|agency| format!("agency {}", agency.name))
-                .chain(
-                    (credentials.sms_callback_cert_name.is_some())
-                        .then(|| "the SMS gateway".to_owned()),
-                );
-            for who in named {
+        let named = (credentials.agencies.iter())
+            .filter(|agency| agency.client_cert_name.is_some())
+            .map(|agency| (format!("agency {}", agency.name), public))
+            .chain(
+                (credentials.sms_callback_cert_name.is_some())
+                    .then(|| ("the SMS gateway".to_owned(), public)),
+            )
+            .chain(
+                (credentials.operators.iter())
+                    .filter(|operator| operator.client_cert_name.is_some())
+                    .map(|operator| (format!("operator {}", operator.name), admin)),
+            );
+        for (who, (authorities, asked)) in named {
+            if !asked {
                 tracing::warn!(
                     %who,
-                    "SIGHUP: a client certificate name is set, but this serve was started without server.tls_client_ca: its requests get 403 until a restart"
+                    authorities,
+                    "SIGHUP: a client certificate name is set, but this serve was started without these authorities: its requests get 403 until a restart"
                 );
-            }
-        }
-        if !tls.is_some_and(crate::tls::ServerTls::asks_operator_certificates) {
-            for operator in &credentials.operators {
-                if operator.client_cert_name.is_some() {
-                    tracing::warn!(
-                        operator = %operator.name,
-                        "SIGHUP: a client certificate name is set, but this serve was started without server.tls_operator_ca: the operator's requests get 403 until a restart"
-                    );
-                }
             }
         }
         *self.credentials.write().unwrap_or_else(|e| e.into_inner()) =
