@@ -23,7 +23,6 @@ changed = re.sub(r'min_children = \d+', 'min_children = ' + sys.argv[2], block.g
 open(path, "w").write(text.replace(block.group(0), changed))
 PY
 sync; echo 1 > /proc/sys/vm/drop_caches
-ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 c0=$(ticks)
 t0=$(date +%s.%N)
 curl -s -m 1800 -X POST -H "Authorization: Bearer alice-secret" "$admin/v1/rules/reload"; echo

@@ -2,7 +2,8 @@
 # benches folder) and `dfm` (the binary) set: starts the SMS sink and
 # `dfm serve --config serve.toml`, its output in NAME.out and NAME.err, and
 # waits until it serves (if serve stops first: its last errors, exit 1).
-# Sets `sink` and `pid` (to stop them) and `admin`.
+# Sets `sink` and `pid` (to stop them) and `admin`; `ticks` prints the CPU
+# serve has used so far (utime + stime, in 10 ms ticks).
 # Usage: . "$here/serve-with-sink.sh" NAME
 python3 "$here/sms-sink.py" &
 sink=$!
@@ -19,3 +20,4 @@ until grep -q serving "$1.out" 2>/dev/null; do
   sleep 0.1
 done
 admin=$(grep -o 'admin=http://[0-9.:]*' "$1.out" | cut -d= -f2)
+ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }

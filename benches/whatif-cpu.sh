@@ -29,7 +29,6 @@ if [ "${IDLE:-0}" = 1 ]; then
 fi
 sleep "${SETTLE:-10}"
 body=${BODY:-'{"patch_toml":"[[program]]\ncode = \"large_family\"\nmin_children = 3\namounts_mci = [\"12.00\", \"16.03\", \"20.04\", \"24.05\", \"28.06\"]\n"}'}
-ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 for i in $(seq 1 "$n"); do
   c0=$(ticks); t0=$(date +%s.%N)
   curl -s -m 600 -X POST -H "Authorization: Bearer alice-secret" -H "Content-Type: application/json" \
