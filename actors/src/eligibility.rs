@@ -71,6 +71,34 @@ pub(crate) fn decide(
     rules: &Rules,
     words: Words,
 ) -> ProgramDecision {
+    let (reasons, award, more_awards) = decided(program, household, rules, words);
+    ProgramDecision {
+        code: program.code.clone(),
+        eligible: award.is_some(),
+        reasons: reasons.list,
+        award,
+        more_awards,
+    }
+}
+
+/// A decision's awards alone, as [`decide`] makes them without words: the
+/// family is eligible when there is a first award. For scans, which would
+/// otherwise copy the program's code into every decision and drop it.
+pub(crate) fn decide_awards(
+    program: &ProgramRule,
+    household: &Household<'_>,
+    rules: &Rules,
+) -> (Option<AwardDecision>, Vec<AwardDecision>) {
+    let (_, award, more_awards) = decided(program, household, rules, Words::Skipped);
+    (award, more_awards)
+}
+
+fn decided(
+    program: &ProgramRule,
+    household: &Household<'_>,
+    rules: &Rules,
+    words: Words,
+) -> (Reasons, Option<AwardDecision>, Vec<AwardDecision>) {
     let context = Context {
         household,
         rules,
@@ -107,13 +135,7 @@ pub(crate) fn decide(
     if award.is_none() {
         more_awards.clear();
     }
-    ProgramDecision {
-        code: program.code.clone(),
-        eligible: award.is_some(),
-        reasons: reasons.list,
-        award,
-        more_awards,
-    }
+    (reasons, award, more_awards)
 }
 
 struct Context<'h, 'a> {

@@ -21,7 +21,6 @@ use storage::money::Money;
 use storage::projection::{DecisionSummary, Outcome};
 use storage::record::{AwardDecision, FamilyRecord, Level, ProgramDecision};
 
-use crate::eligibility::Words;
 use crate::rules::{Constant, Rules};
 use crate::scoring::{level_of, Household};
 
@@ -220,12 +219,9 @@ impl<'r> Proposal<'r> {
                         None => {
                             let household =
                                 household.get_or_insert_with(|| Household::new(record, today));
-                            benefit_of(&crate::eligibility::decide(
-                                program,
-                                household,
-                                self.rules,
-                                Words::Skipped,
-                            ))
+                            let (award, more) =
+                                crate::eligibility::decide_awards(program, household, self.rules);
+                            benefit(award.is_some(), award.as_ref(), &more)
                         }
                     }
                 }),
@@ -272,11 +268,11 @@ impl<'r> Proposal<'r> {
             .filter(|((_, redecide), _)| **redecide)
             .any(|((program, _), before)| {
                 let household = household.get_or_insert_with(|| Household::new(record, today));
-                let after =
-                    crate::eligibility::decide(program, household, self.rules, Words::Skipped);
-                after.eligible != before.eligible
-                    || after.award != before.award
-                    || after.more_awards != before.more_awards
+                let (award, more_awards) =
+                    crate::eligibility::decide_awards(program, household, self.rules);
+                award.is_some() != before.eligible
+                    || award != before.award
+                    || more_awards != before.more_awards
             })
     }
 }

@@ -499,21 +499,18 @@ pub enum IncomeNeed {
 /// A family read from its compact form into buffers kept from one family to
 /// the next: after a few families, reading one allocates nothing.
 pub struct Scratch {
-    /// The family's scoring inputs. Its id is a placeholder: the table keeps
-    /// ids beside the compact forms. Only `decode_for` changes it, or the
-    /// masks below would not hold.
-    pub(crate) record: FamilyRecord,
+    /// A family's scoring inputs by its number of members (the last one for
+    /// every larger family), so that reading a family of another size moves
+    /// no member. Their ids are placeholders: the table keeps ids beside the
+    /// compact forms. Only `decode_for` changes them, or their masks would
+    /// not hold.
+    shapes: Vec<Shape>,
+    /// The shape the last family was read into.
+    current: usize,
     outcome: Outcome,
     has_outcome: bool,
-    /// The mask each member's awards were made from ([`SetsByMask::make`]), by member.
-    award_masks: Vec<Option<u8>>,
-    /// The mask the housing's utilities were made from.
-    utilities_mask: Option<u8>,
     awards: SetsByMask<Award>,
     utilities: SetsByMask<Utility>,
-    /// Members of earlier, larger families, kept with their buffers (and
-    /// their awards' masks).
-    spare: Vec<(Member, Option<u8>)>,
     /// Decisions of earlier, longer outcomes, kept with their buffers.
     spare_decisions: Vec<DecisionSummary>,
     rows: Vec<IncomeRow>,
@@ -524,20 +521,53 @@ pub struct Scratch {
     income_maps: Vec<Incomes>,
 }
 
+/// Families of more members than this share one record, which grows and
+/// shrinks with them.
+pub(crate) const SHAPES: usize = 16;
+
+/// A record kept for families of one size, with the masks its buffers were
+/// made from ([`SetsByMask::make`]).
+struct Shape {
+    record: FamilyRecord,
+    /// By member.
+    award_masks: Vec<Option<u8>>,
+    utilities_mask: Option<u8>,
+}
+
+impl Shape {
+    fn new() -> Shape {
+        Shape {
+            record: FamilyRecord::new(FamilyId::parse("scratch").expect("a valid family id")),
+            award_masks: Vec::new(),
+            utilities_mask: None,
+        }
+    }
+
+    /// Gives the record `members` members, new ones blank.
+    fn resize(&mut self, members: usize) {
+        self.record.members.truncate(members);
+        self.award_masks.truncate(members);
+        while self.record.members.len() < members {
+            let facts = CitizenFacts::new(Iin::from_number(0).expect("zero fits"));
+            let role = Role::Other;
+            self.record.members.push(Member { role, facts });
+            self.award_masks.push(None);
+        }
+    }
+}
+
 impl Default for Scratch {
     fn default() -> Self {
         Scratch {
-            record: FamilyRecord::new(FamilyId::parse("scratch").expect("a valid family id")),
+            shapes: vec![Shape::new()],
+            current: 0,
             outcome: Outcome {
                 level: Level::A,
                 programs: Vec::new(),
             },
             has_outcome: false,
-            award_masks: Vec::new(),
-            utilities_mask: None,
             awards: SetsByMask::new(&AWARDS),
             utilities: SetsByMask::new(&UTILITIES),
-            spare: Vec::new(),
             spare_decisions: Vec::new(),
             rows: Vec::new(),
             code_names: Vec::new(),
@@ -547,6 +577,20 @@ impl Default for Scratch {
 }
 
 impl Scratch {
+    /// The scoring inputs of the family last read; its id is a placeholder
+    /// until [`Scratch::set_family_id`].
+    pub fn record(&self) -> &FamilyRecord {
+        &self.shapes[self.current].record
+    }
+
+    /// Gives the family last read its id.
+    pub fn set_family_id(&mut self, id: &[u8]) {
+        self.shapes[self.current]
+            .record
+            .family_id
+            .set_from_bytes(id);
+    }
+
     /// The stored outcome of the family last read.
     pub fn outcome(&self) -> Option<&Outcome> {
         self.has_outcome.then_some(&self.outcome)
@@ -562,8 +606,7 @@ impl Scratch {
         let mut reader = Reader { bytes };
         let flags = reader.byte()?;
         let read_incomes = need == IncomeNeed::Read || flags & 16 == 0;
-        let record = &mut self.record;
-        record.address = if flags & 1 != 0 {
+        let address = if flags & 1 != 0 {
             Some(Address {
                 region: nth(&Region::ALL, reader.byte()?, "a region")?,
                 locality: if flags & 2 != 0 {
@@ -575,43 +618,45 @@ impl Scratch {
         } else {
             None
         };
-        if flags & 4 != 0 {
+        let housing = if flags & 4 != 0 {
             let tenure = nth(&TENURES, reader.byte()?, "a tenure")?;
             let area_decimetres =
                 u32::try_from(reader.number()?).map_err(|_| CompactError("an area"))?;
-            let utilities = reader.byte()?;
-            if record.housing.is_none() {
-                self.utilities_mask = None;
-            }
-            let housing = record.housing.get_or_insert_with(|| Housing {
-                tenure,
-                area_decimetres,
-                utilities: BTreeSet::new(),
-            });
-            housing.tenure = tenure;
-            housing.area_decimetres = area_decimetres;
-            self.utilities
-                .make(&mut housing.utilities, &mut self.utilities_mask, utilities);
+            Some((tenure, area_decimetres, reader.byte()?))
         } else {
-            record.housing = None;
+            None
+        };
+        let members = reader.count()?;
+        let slot = members.min(SHAPES);
+        while self.shapes.len() <= slot {
+            let mut shape = Shape::new();
+            shape.resize(self.shapes.len());
+            self.shapes.push(shape);
+        }
+        self.current = slot;
+        let shape = &mut self.shapes[slot];
+        shape.resize(members);
+        let record = &mut shape.record;
+        record.address = address;
+        match housing {
+            Some((tenure, area_decimetres, utilities)) => {
+                if record.housing.is_none() {
+                    shape.utilities_mask = None;
+                }
+                let housing = record.housing.get_or_insert_with(|| Housing {
+                    tenure,
+                    area_decimetres,
+                    utilities: BTreeSet::new(),
+                });
+                housing.tenure = tenure;
+                housing.area_decimetres = area_decimetres;
+                self.utilities
+                    .make(&mut housing.utilities, &mut shape.utilities_mask, utilities);
+            }
+            None => record.housing = None,
         }
         record.social_contract = flags & 8 != 0;
-        let members = reader.count()?;
-        while record.members.len() > members {
-            let member = record.members.pop().expect("more members than wanted");
-            let mask = self.award_masks.pop().expect("a mask per member");
-            self.spare.push((member, mask));
-        }
-        while record.members.len() < members {
-            let (member, mask) = self.spare.pop().unwrap_or_else(|| {
-                let facts = CitizenFacts::new(Iin::from_number(0).expect("zero fits"));
-                let role = Role::Other;
-                (Member { role, facts }, None)
-            });
-            record.members.push(member);
-            self.award_masks.push(mask);
-        }
-        for (member, awards_mask) in record.members.iter_mut().zip(&mut self.award_masks) {
+        for (member, awards_mask) in record.members.iter_mut().zip(&mut shape.award_masks) {
             decode_member(&mut reader, member, awards_mask, &mut self.awards)?;
             if read_incomes {
                 decode_incomes(

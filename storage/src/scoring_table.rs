@@ -347,8 +347,8 @@ impl ScoringTable {
                             let shard = shard.read().unwrap_or_else(|e| e.into_inner());
                             for (id, compact) in shard.live() {
                                 scratch.decode_for(compact, need)?;
-                                scratch.record.family_id.set_from_bytes(id);
-                                work(&mut accumulator, &scratch.record, scratch.outcome());
+                                scratch.set_family_id(id);
+                                work(&mut accumulator, scratch.record(), scratch.outcome());
                             }
                         }
                         Ok(accumulator)
