@@ -125,7 +125,7 @@ pub mod time {
     ) -> Result<DateTime<Utc>, D::Error> {
         if super::binary_form(deserializer.is_human_readable()) {
             let (seconds, nanos) = <(i64, u32)>::deserialize(deserializer)?;
-            crate::days::from_timestamp(seconds, nanos)
+            DateTime::from_timestamp(seconds, nanos)
                 .ok_or_else(|| D::Error::custom("time out of range"))
         } else {
             DateTime::<Utc>::deserialize(deserializer)
@@ -172,7 +172,7 @@ pub mod date {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NaiveDate, D::Error> {
         if super::binary_form(deserializer.is_human_readable()) {
-            crate::days::from_days_from_ce(i32::deserialize(deserializer)?)
+            NaiveDate::from_num_days_from_ce_opt(i32::deserialize(deserializer)?)
                 .ok_or_else(|| D::Error::custom("date out of range"))
         } else {
             NaiveDate::deserialize(deserializer)

@@ -28,7 +28,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{OnceLock, RwLock};
 
-use chrono::{Datelike, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 use crate::ids::{FamilyId, Iin, Locality, Month, Region, Sex};
 use crate::money::Money;
@@ -409,7 +409,7 @@ impl Reader<'_> {
     fn day(&mut self) -> Result<NaiveDate, CompactError> {
         i32::try_from(self.signed()?)
             .ok()
-            .and_then(crate::days::from_days_from_ce)
+            .and_then(NaiveDate::from_num_days_from_ce_opt)
             .ok_or(CompactError("a date"))
     }
 
@@ -785,7 +785,7 @@ fn decode_member(
         let nanos = u32::try_from(reader.number()?).map_err(|_| CompactError("a time"))?;
         Some(Employment {
             status,
-            since: crate::days::from_timestamp(seconds, nanos).ok_or(CompactError("a time"))?,
+            since: DateTime::<Utc>::from_timestamp(seconds, nanos).ok_or(CompactError("a time"))?,
             previous,
         })
     } else {

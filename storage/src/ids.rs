@@ -267,7 +267,7 @@ impl Iin {
         let pair = |at: usize| u32::from(digits[at]) * 10 + u32::from(digits[at + 1]);
         let year_in_century = i32::try_from(pair(0)).expect("two digits fit in i32");
         let year = century_start(digits[6])? + year_in_century;
-        crate::days::from_ymd(year, pair(2), pair(4))
+        NaiveDate::from_ymd_opt(year, pair(2), pair(4))
     }
 }
 

@@ -7,7 +7,6 @@
 pub mod citizen_index;
 pub mod codec;
 pub mod compact;
-pub mod days;
 pub mod event;
 pub mod feed_ids;
 pub mod ids;
