@@ -488,11 +488,12 @@ pub enum IncomeNeed {
     /// Every family's, as [`encode`] wrote them.
     Read,
     /// None for a family with a stored outcome: its members' incomes are left
-    /// empty. For a scan that decides again only what reads no income (no
-    /// re-scoring, no income-tested program) and takes the rest from the
-    /// stored outcome; a family without one is evaluated whole, so it is read
-    /// whole. Incomes are a third of the compact form and most of the work of
-    /// reading it.
+    /// empty, and when their employment started is left at the Unix epoch.
+    /// For a scan that decides again only what reads neither (no re-scoring,
+    /// no income-tested program, no job-loss benefit) and takes the rest from
+    /// the stored outcome; a family without one is evaluated whole, so it is
+    /// read whole. Incomes are a third of the compact form and most of the
+    /// work of reading it; making the start times a tenth of the rest.
     OnlyUndecided,
 }
 
@@ -657,7 +658,13 @@ impl Scratch {
         }
         record.social_contract = flags & 8 != 0;
         for (member, awards_mask) in record.members.iter_mut().zip(&mut shape.award_masks) {
-            decode_member(&mut reader, member, awards_mask, &mut self.awards)?;
+            decode_member(
+                &mut reader,
+                member,
+                awards_mask,
+                &mut self.awards,
+                read_incomes,
+            )?;
             if read_incomes {
                 decode_incomes(
                     &mut reader,
@@ -737,12 +744,14 @@ impl Scratch {
 }
 
 /// Reads a member up to its incomes; `awards_mask` is the mask its awards
-/// were made from ([`SetsByMask::make`]).
+/// were made from ([`SetsByMask::make`]). Without `times`, an employment's
+/// start is left at [`DateTime::UNIX_EPOCH`] ([`IncomeNeed::OnlyUndecided`]).
 fn decode_member(
     reader: &mut Reader<'_>,
     member: &mut Member,
     awards_mask: &mut Option<u8>,
     awards: &mut SetsByMask<Award>,
+    times: bool,
 ) -> Result<(), CompactError> {
     let bits = reader.byte()?;
     let more = reader.byte()?;
@@ -783,9 +792,14 @@ fn decode_member(
         };
         let seconds = reader.signed()?;
         let nanos = u32::try_from(reader.number()?).map_err(|_| CompactError("a time"))?;
+        let since = if times {
+            DateTime::<Utc>::from_timestamp(seconds, nanos).ok_or(CompactError("a time"))?
+        } else {
+            DateTime::UNIX_EPOCH
+        };
         Some(Employment {
             status,
-            since: DateTime::<Utc>::from_timestamp(seconds, nanos).ok_or(CompactError("a time"))?,
+            since,
             previous,
         })
     } else {
