@@ -20,7 +20,8 @@
 //! iin     = the 12 digits as a number; birth only when not the IIN's own date
 //! birth, died, until = days from the common era (zigzag)
 //! employment = status:u8 previous:u8 (0 none, 1 + status) seconds(zigzag) nanos
-//! incomes = months (month-step sources:u8 amount-step(zigzag)*)*   steps from the month before
+//! incomes = length [months (month-step sources:u8 amount-step(zigzag)*)*]   steps from the month before
+//!           length: of the rest, in bytes; 0 for none (a scan that needs no incomes steps over them)
 //! outcome = level:u8 decisions (flags:u8 [code-number] [award] [more award*])*
 //! award   = iin amount [occasion month-number] [last month-number] (presence in flags)
 //! ```
@@ -40,7 +41,7 @@ use crate::record::{
 };
 
 /// The version of this form; see the module docs.
-pub const FORMAT: u8 = 1;
+pub const FORMAT: u8 = 2;
 
 /// Why compact bytes cannot be read: they were not made by [`encode`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -347,11 +348,22 @@ fn encode_member(member: &Member, out: &mut Vec<u8>) {
                 | position(&ATTAINMENTS, &education.attainment) << 4,
         );
     }
-    // Months after the first as the step from the one before; amounts as the
-    // change from the source's amount the month before (mostly none).
-    put(out, facts.incomes.len() as u64);
+    let mut incomes = Vec::new();
+    encode_incomes(&facts.incomes, &mut incomes);
+    put(out, incomes.len() as u64);
+    out.extend_from_slice(&incomes);
+}
+
+/// A member's incomes, nothing for none: months after the first as the step
+/// from the one before; amounts as the change from the source's amount the
+/// month before (mostly none).
+fn encode_incomes(incomes: &Incomes, out: &mut Vec<u8>) {
+    if incomes.is_empty() {
+        return;
+    }
+    put(out, incomes.len() as u64);
     let (mut previous_month, mut previous) = (0, [0u64; 5]);
-    for (month, by_source) in &facts.incomes {
+    for (month, by_source) in incomes {
         put(out, month_number(*month) - previous_month);
         previous_month = month_number(*month);
         out.push(mask(&SOURCES, by_source.keys().copied()));
@@ -665,19 +677,21 @@ impl Scratch {
                 &mut self.awards,
                 read_incomes,
             )?;
+            let length = reader.count()?;
+            let (incomes, rest) = reader.bytes.split_at(length);
+            reader.bytes = rest;
             if read_incomes {
                 decode_incomes(
-                    &mut reader,
+                    Reader { bytes: incomes },
                     &mut member.facts.incomes,
                     &mut self.rows,
                     &mut self.income_maps,
                 )?;
             } else {
-                skip_incomes(
-                    &mut reader,
-                    &mut member.facts.incomes,
+                keep_income_map(
                     &mut self.income_maps,
-                )?;
+                    std::mem::take(&mut member.facts.incomes),
+                );
             }
         }
         self.has_outcome = flags & 16 != 0;
@@ -852,25 +866,6 @@ fn same_shape(incomes: &Incomes, rows: &[IncomeRow]) -> bool {
         })
 }
 
-/// Moves past a member's incomes, leaving `incomes` empty; its map is kept
-/// for a later member of its shape, as [`decode_incomes`] keeps them.
-fn skip_incomes(
-    reader: &mut Reader<'_>,
-    incomes: &mut Incomes,
-    kept: &mut Vec<Incomes>,
-) -> Result<(), CompactError> {
-    for _ in 0..reader.count()? {
-        reader.number()?;
-        // As `decode_incomes` reads them: one amount per source of the list.
-        let sources = reader.byte()? & ((1 << SOURCES.len()) - 1);
-        for _ in 0..sources.count_ones() {
-            reader.number()?;
-        }
-    }
-    keep_income_map(kept, std::mem::take(incomes));
-    Ok(())
-}
-
 /// Keeps a member's income map for a later member of its shape.
 fn keep_income_map(kept: &mut Vec<Incomes>, map: Incomes) {
     if !map.is_empty() {
@@ -886,16 +881,21 @@ fn keep_income_map(kept: &mut Vec<Incomes>, map: Incomes) {
 /// map of that shape kept from an earlier member is taken from `kept`, where
 /// this one goes. Members mostly share a few shapes (the same recent months of
 /// salary, or none), so reading allocates nothing once those are kept. `rows`
-/// is a buffer kept between calls.
+/// is a buffer kept between calls. `reader` holds the incomes' bytes alone.
 fn decode_incomes(
-    reader: &mut Reader<'_>,
+    mut reader: Reader<'_>,
     incomes: &mut Incomes,
     rows: &mut Vec<IncomeRow>,
     kept: &mut Vec<Incomes>,
 ) -> Result<(), CompactError> {
     rows.clear();
     let (mut month_number, mut previous) = (0u64, [0u64; 5]);
-    for _ in 0..reader.count()? {
+    let months = if reader.bytes.is_empty() {
+        0
+    } else {
+        reader.count()?
+    };
+    for _ in 0..months {
         month_number = month_number
             .checked_add(reader.number()?)
             .ok_or(CompactError("a month"))?;
@@ -909,6 +909,9 @@ fn decode_incomes(
             }
         }
         rows.push((month, sources, amounts));
+    }
+    if !reader.bytes.is_empty() {
+        return Err(CompactError("an income's bytes are left over"));
     }
     if !same_shape(incomes, rows) {
         let taken = match kept.iter().position(|map| same_shape(map, rows)) {
