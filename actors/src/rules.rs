@@ -341,10 +341,10 @@ impl ProgramKind {
         }
     }
 
-    /// Whether deciding a program of this kind reads the members' incomes, or
-    /// when their employment started. A what-if or a re-score that decides
-    /// again only programs that read neither (and scores nobody again) reads
-    /// families without them ([`storage::compact::IncomeNeed`]).
+    /// Whether deciding a program of this kind reads the members' incomes. A
+    /// what-if or a re-score that decides again only programs that read none
+    /// (and scores nobody again) reads families without their incomes
+    /// ([`storage::compact::IncomeNeed`]).
     pub fn reads_incomes(self) -> bool {
         match self {
             ProgramKind::Survivor | ProgramKind::JobLoss | ProgramKind::Tsa => true,

@@ -956,9 +956,6 @@ mod tests {
                 if projection.outcome.is_some() {
                     for member in &mut blind.members {
                         member.facts.incomes.clear();
-                        if let Some(employment) = &mut member.facts.employment {
-                            employment.since = DateTime::UNIX_EPOCH;
-                        }
                     }
                 }
                 scratch.decode_for(&bytes, only_undecided).unwrap();

@@ -500,12 +500,11 @@ pub enum IncomeNeed {
     /// Every family's, as [`encode`] wrote them.
     Read,
     /// None for a family with a stored outcome: its members' incomes are left
-    /// empty, and when their employment started is left at the Unix epoch.
-    /// For a scan that decides again only what reads neither (no re-scoring,
-    /// no income-tested program, no job-loss benefit) and takes the rest from
-    /// the stored outcome; a family without one is evaluated whole, so it is
-    /// read whole. Incomes are a third of the compact form and most of the
-    /// work of reading it; making the start times a tenth of the rest.
+    /// empty. For a scan that decides again only what reads no income (no
+    /// re-scoring, no income-tested program) and takes the rest from the
+    /// stored outcome; a family without one is evaluated whole, so it is read
+    /// whole. Incomes are a third of the compact form and most of the work of
+    /// reading it.
     OnlyUndecided,
 }
 
@@ -670,13 +669,7 @@ impl Scratch {
         }
         record.social_contract = flags & 8 != 0;
         for (member, awards_mask) in record.members.iter_mut().zip(&mut shape.award_masks) {
-            decode_member(
-                &mut reader,
-                member,
-                awards_mask,
-                &mut self.awards,
-                read_incomes,
-            )?;
+            decode_member(&mut reader, member, awards_mask, &mut self.awards)?;
             let length = reader.count()?;
             let (incomes, rest) = reader.bytes.split_at(length);
             reader.bytes = rest;
@@ -758,14 +751,12 @@ impl Scratch {
 }
 
 /// Reads a member up to its incomes; `awards_mask` is the mask its awards
-/// were made from ([`SetsByMask::make`]). Without `times`, an employment's
-/// start is left at [`DateTime::UNIX_EPOCH`] ([`IncomeNeed::OnlyUndecided`]).
+/// were made from ([`SetsByMask::make`]).
 fn decode_member(
     reader: &mut Reader<'_>,
     member: &mut Member,
     awards_mask: &mut Option<u8>,
     awards: &mut SetsByMask<Award>,
-    times: bool,
 ) -> Result<(), CompactError> {
     let bits = reader.byte()?;
     let more = reader.byte()?;
@@ -806,14 +797,9 @@ fn decode_member(
         };
         let seconds = reader.signed()?;
         let nanos = u32::try_from(reader.number()?).map_err(|_| CompactError("a time"))?;
-        let since = if times {
-            DateTime::<Utc>::from_timestamp(seconds, nanos).ok_or(CompactError("a time"))?
-        } else {
-            DateTime::UNIX_EPOCH
-        };
         Some(Employment {
             status,
-            since,
+            since: DateTime::<Utc>::from_timestamp(seconds, nanos).ok_or(CompactError("a time"))?,
             previous,
         })
     } else {

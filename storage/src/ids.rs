@@ -250,28 +250,14 @@ impl Iin {
 
     /// The IIN that [`Iin::number`] gave `number`, without checking it again:
     /// only for numbers taken from an IIN (`None` above twelve digits).
-    pub(crate) fn from_number(number: u64) -> Option<Iin> {
+    pub(crate) fn from_number(mut number: u64) -> Option<Iin> {
         if number >= 1_000_000_000_000 {
             return None;
         }
-        // Two digits at a time, from two halves: four short chains of
-        // divisions instead of one of twelve, and a scan makes tens of millions.
-        const PAIRS: [[u8; 2]; 100] = {
-            let mut pairs = [[0; 2]; 100];
-            let mut index = 0;
-            while index < 100 {
-                pairs[index] = [b'0' + (index / 10) as u8, b'0' + (index % 10) as u8];
-                index += 1;
-            }
-            pairs
-        };
         let mut ascii = [b'0'; 12];
-        let halves = [number / 1_000_000, number % 1_000_000];
-        for (half, digits) in halves.into_iter().zip(ascii.chunks_exact_mut(6)) {
-            let half = half as usize;
-            digits[..2].copy_from_slice(&PAIRS[half / 10_000]);
-            digits[2..4].copy_from_slice(&PAIRS[half / 100 % 100]);
-            digits[4..].copy_from_slice(&PAIRS[half % 100]);
+        for slot in ascii.iter_mut().rev() {
+            *slot = b'0' + (number % 10) as u8;
+            number /= 10;
         }
         Some(Iin(ascii))
     }
