@@ -861,7 +861,7 @@ where
     if !table.is_built() {
         let (families, _) = table.size();
         return Err(ApiError::Busy(format!(
-            "the scoring table is being built after the start ({families} families read so far, see the log); retry in a minute"
+            "the scoring table is being built after the start ({families} families read so far, about 10 s a million families, see the log); try again after the time in Retry-After"
         )));
     }
     let parts = table
