@@ -256,8 +256,10 @@ pub fn encode(record: &FamilyRecord, out: &mut Vec<u8>) {
         out.push(mask(&UTILITIES, housing.utilities.iter().copied()));
     }
     put(out, record.members.len() as u64);
+    // Each member's incomes are written here first, to know their length.
+    let mut incomes = Vec::new();
     for member in &record.members {
-        encode_member(member, out);
+        encode_member(member, out, &mut incomes);
     }
     if let Some(evaluation) = outcome {
         out.push(evaluation.level as u8);
@@ -294,7 +296,7 @@ pub fn encode(record: &FamilyRecord, out: &mut Vec<u8>) {
     }
 }
 
-fn encode_member(member: &Member, out: &mut Vec<u8>) {
+fn encode_member(member: &Member, out: &mut Vec<u8>, incomes: &mut Vec<u8>) {
     let facts = &member.facts;
     let registration = facts.registration.as_ref();
     out.push(
@@ -348,10 +350,10 @@ fn encode_member(member: &Member, out: &mut Vec<u8>) {
                 | position(&ATTAINMENTS, &education.attainment) << 4,
         );
     }
-    let mut incomes = Vec::new();
-    encode_incomes(&facts.incomes, &mut incomes);
+    incomes.clear();
+    encode_incomes(&facts.incomes, incomes);
     put(out, incomes.len() as u64);
-    out.extend_from_slice(&incomes);
+    out.extend_from_slice(incomes);
 }
 
 /// A member's incomes, nothing for none: months after the first as the step
@@ -640,10 +642,8 @@ impl Scratch {
         };
         let members = reader.count()?;
         let slot = members.min(SHAPES);
-        while self.shapes.len() <= slot {
-            let mut shape = Shape::new();
-            shape.resize(self.shapes.len());
-            self.shapes.push(shape);
+        if self.shapes.len() <= slot {
+            self.shapes.resize_with(slot + 1, Shape::new);
         }
         self.current = slot;
         let shape = &mut self.shapes[slot];
